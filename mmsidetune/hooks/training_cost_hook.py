@@ -1,0 +1,134 @@
+"""Hook that reports what training costs: trainable parameters, peak memory and step time."""
+import json
+import os.path as osp
+import statistics
+import time
+from typing import Optional
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+from ..cost import (MB, SavedTensorMeter, count_parameters, gradient_bytes,
+                    optimizer_state_bytes, parameter_bytes, unwrap_model)
+
+__all__ = ['TrainingCostHook']
+
+
+@HOOKS.register_module()
+class TrainingCostHook(Hook):
+    """Record trainable parameters, per-iteration peak memory and step time (SPEC.md section 3).
+
+    Add to a config with ``custom_hooks = [dict(type='TrainingCostHook')]``. Per iteration it
+    writes to the message hub (hence to log lines and ``scalars.json``):
+
+    * ``train/peak_mem_mb`` -- peak memory of the iteration in MB (2**20 bytes). On CUDA:
+      ``torch.cuda.max_memory_allocated()`` after resetting the peak before the iteration (so
+      mmengine's own ``memory`` field then shows the last iteration's peak too). On CPU: bytes
+      saved for backward + parameter + gradient + optimizer-state bytes.
+    * ``train/step_ms`` -- wall time from ``before_train_iter`` to ``after_train_iter`` in ms
+      (forward, backward and optimizer step; data loading excluded).
+    * ``train/trainable_params``, ``train/trainable_pct``, ``train/backbone_trainable_pct``.
+
+    At the end of training it logs a summary (maximum peak memory, median step time after
+    ``warmup_iters``) and writes it to ``<work_dir>/cost_summary.json`` on the main process.
+
+    Args:
+        memory (str): ``'auto'`` (CUDA when the model is on a GPU, else saved-tensor counting),
+            ``'cuda'`` or ``'saved_tensors'``. Defaults to ``'auto'``.
+        warmup_iters (int): Iterations left out of the median step time. Defaults to 5.
+
+    Raises:
+        ValueError: for an unknown ``memory`` mode, or ``'cuda'`` without CUDA.
+    """
+
+    # Above the LoggerHook (BELOW_NORMAL) so this iteration's values are in its log line, and
+    # before mmengine resets CUDA's peak counter there.
+    priority = 'ABOVE_NORMAL'
+    MODES = ('auto', 'cuda', 'saved_tensors')
+
+    def __init__(self, memory: str = 'auto', warmup_iters: int = 5):
+        if memory not in self.MODES:
+            raise ValueError(f'TrainingCostHook: memory must be one of {self.MODES}, got {memory!r}')
+        if memory == 'cuda' and not torch.cuda.is_available():
+            raise ValueError("TrainingCostHook: memory='cuda' but CUDA is not available")
+        self.memory = memory
+        self.warmup_iters = warmup_iters
+        self._mode: Optional[str] = None
+        self._meter: Optional[SavedTensorMeter] = None
+        self._start = 0.0
+        self.peak_bytes = 0
+        self.step_ms = []
+        self.params = None
+
+    def before_train(self, runner) -> None:
+        model = unwrap_model(runner.model)
+        self.params = count_parameters(model)
+        on_cuda = any(p.is_cuda for p in model.parameters())
+        self._mode = self.memory if self.memory != 'auto' else (
+            'cuda' if on_cuda else 'saved_tensors')
+        hub = runner.message_hub
+        hub.update_scalar('train/trainable_params', self.params.trainable)
+        hub.update_scalar('train/trainable_pct', self.params.trainable_pct)
+        hub.update_scalar('train/backbone_trainable_pct', self.params.backbone_trainable_pct)
+        p = self.params
+        runner.logger.info(
+            f'TrainingCostHook: trainable {p.trainable / 1e6:.3f} M of {p.total / 1e6:.2f} M '
+            f'parameters ({p.trainable_pct:.2f} %); backbone {p.backbone_trainable / 1e6:.3f} M '
+            f'of {p.backbone_total / 1e6:.2f} M ({p.backbone_trainable_pct:.2f} %); '
+            f'memory measured as {self._mode}')
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self._mode == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._meter = SavedTensorMeter(exclude=unwrap_model(runner.model).parameters())
+            self._meter.__enter__()
+        self._start = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._mode == 'cuda':
+            torch.cuda.synchronize()
+            step_ms = (time.perf_counter() - self._start) * 1000.0
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            step_ms = (time.perf_counter() - self._start) * 1000.0
+            self._meter.__exit__(None, None, None)
+            model = unwrap_model(runner.model)
+            peak = (self._meter.bytes + parameter_bytes(model) + gradient_bytes(model) +
+                    optimizer_state_bytes(runner.optim_wrapper))
+            self._meter = None
+        self.peak_bytes = max(self.peak_bytes, peak)
+        self.step_ms.append(step_ms)
+        hub = runner.message_hub
+        hub.update_scalar('train/peak_mem_mb', peak / MB)
+        hub.update_scalar('train/step_ms', step_ms)
+
+    def summary(self) -> dict:
+        """The run's cost: parameter counts, max peak memory (MB), median step time (ms)."""
+        timed = self.step_ms[self.warmup_iters:] or self.step_ms
+        return dict(
+            params=self.params.to_dict() if self.params else None,
+            memory_mode=self._mode,
+            peak_mem_mb=self.peak_bytes / MB,
+            median_step_ms=statistics.median(timed) if timed else None,
+            iters=len(self.step_ms))
+
+    def after_train(self, runner) -> None:
+        if self._meter is not None:  # an iteration raised inside the meter
+            self._meter.__exit__(None, None, None)
+            self._meter = None
+        summary = self.summary()
+        runner.message_hub.update_info('cost_summary', summary)
+        step = summary['median_step_ms']
+        runner.logger.info(
+            f'TrainingCostHook summary: {summary["iters"]} iterations, peak memory '
+            f'{summary["peak_mem_mb"]:.1f} MB ({self._mode}), median step '
+            f'{step:.1f} ms, trainable {self.params.trainable_pct:.2f} % of the model, '
+            f'{self.params.backbone_trainable_pct:.2f} % of the backbone' if step is not None else
+            'TrainingCostHook summary: no training iteration ran')
+        if is_main_process():
+            with open(osp.join(runner.work_dir, 'cost_summary.json'), 'w') as f:
+                json.dump(summary, f, indent=2)
