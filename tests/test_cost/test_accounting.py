@@ -1,0 +1,49 @@
+import torch
+import torch.nn as nn
+
+from mmsidetune.cost import (SavedTensorMeter, count_parameters, gradient_bytes,
+                             optimizer_state_bytes, parameter_bytes)
+
+
+def test_saved_storage_counted_once():
+    x = torch.randn(100, requires_grad=True)
+    with SavedTensorMeter() as meter:
+        y = x * x  # saves x twice (self and other): one storage
+    assert meter.num_tensors == 2
+    assert meter.bytes == 100 * 4
+    y.sum().backward()
+
+
+def test_parameters_excluded_and_no_grad_stores_nothing():
+    layer = nn.Linear(8, 16)
+    x = torch.randn(4, 8, requires_grad=True)
+    with SavedTensorMeter(exclude=layer.parameters()) as meter:
+        layer(x)
+    assert meter.bytes == x.numel() * 4  # the input, not the weight
+    with SavedTensorMeter() as meter, torch.no_grad():
+        layer(x)
+    assert meter.bytes == 0
+
+
+def test_parameter_gradient_and_adamw_state_bytes():
+    model = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2))
+    model[0].requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    assert optimizer_state_bytes(opt) == 0  # AdamW allocates its moments lazily
+    model(torch.randn(3, 10)).sum().backward()
+    opt.step()
+    trainable_bytes = 22 * 4
+    assert parameter_bytes(model) == (110 + 22) * 4
+    assert gradient_bytes(model) == trainable_bytes
+    # exp_avg + exp_avg_sq per trainable parameter (+ a scalar step per parameter tensor)
+    assert optimizer_state_bytes(opt) == 2 * trainable_bytes + 2 * 4
+
+
+def test_count_parameters_with_backbone():
+    model = nn.Module()
+    model.backbone = nn.Linear(10, 10)
+    model.head = nn.Linear(10, 2)
+    model.backbone.weight.requires_grad_(False)
+    c = count_parameters(model)
+    assert (c.total, c.trainable, c.backbone_total, c.backbone_trainable) == (132, 32, 110, 10)
+    assert abs(c.backbone_trainable_pct - 100 * 10 / 110) < 1e-9

@@ -1,0 +1,50 @@
+"""bench on the bundled photos: rows, ratios, and the report files."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmsidetune.cost import apply_method, run_bench, write_report
+
+
+def test_bench_rows_ratios_and_report(demo_config, tmp_path):
+    cfg = Config.fromfile(demo_config)
+    rows = run_bench(cfg, ['full', 'frozen', 'e3va'], steps=1, warmup=0, batch_size=1,
+                     progress=False)
+    by = {r['method']: r for r in rows}
+    assert by['full']['memory_ratio'] == 1.0 and by['full']['time_ratio'] == 1.0
+    assert by['full']['trainable_pct'] == 100.0
+    assert by['frozen']['backbone_trainable_params'] == 0
+    # Saved-for-backward bytes are deterministic on CPU: the ordering the paper reports.
+    assert by['frozen']['memory_mb'] < by['e3va']['memory_mb'] < 0.5 * by['full']['memory_mb']
+    assert by['e3va']['saved_for_backward_mb'] < by['full']['saved_for_backward_mb']
+    paths = write_report(rows, str(tmp_path), dict(config=demo_config))
+    loaded = json.load(open(paths['json']))
+    for key in ('method', 'trainable_params', 'trainable_pct', 'memory_mb', 'step_ms',
+                'memory_ratio', 'time_ratio'):
+        assert all(key in r for r in loaded)
+    assert '| e3va |' in open(paths['md']).read()
+    assert open(paths['png'], 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_apply_method_switches_type_only(demo_config):
+    cfg = Config.fromfile(demo_config)
+    switched = apply_method(cfg, 'full')
+    assert switched.model.backbone.type == 'FullSwinTransformer'
+    assert cfg.model.backbone.type == 'E3VASwinTransformer'  # the input is not modified
+    assert {k: v for k, v in switched.model.backbone.items() if k != 'type'} == \
+        {k: v for k, v in cfg.model.backbone.items() if k != 'type'}
+    with pytest.raises(ValueError, match='unknown method'):
+        apply_method(cfg, 'prompt-tuning')
+
+
+def test_cli_rejects_unknown_method(repo_root, tmp_path):
+    result = subprocess.run(
+        [sys.executable, osp.join(repo_root, 'tools', 'bench.py'), '--methods', 'full,bogus',
+         '--out-dir', str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'unknown methods' in result.stderr and 'bogus' in result.stderr
+    assert not osp.exists(osp.join(str(tmp_path), 'bench.json'))
