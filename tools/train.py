@@ -1,0 +1,75 @@
+"""Train a model from an mmdet or mmseg config with mmsidetune loaded.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [CKPT]] [--cfg-options K=V ...]
+
+The same as mmdet's / mmseg's ``tools/train.py`` (``mim train mmdet CONFIG`` runs mmdet's, which
+loads mmsidetune through the config's ``custom_imports``); this one also works for configs without
+``custom_imports`` because it imports mmsidetune itself. For several GPUs use
+``torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import mmsidetune  # noqa: F401  (registers the modules)
+from mmsidetune.utils import trust_checkpoint
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or from the latest checkpoint in work_dir')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, xxx=yyy format')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_config(args) -> Config:
+    """Load the config and apply the command line, as mmdet's tools/train.py does."""
+    if not osp.isfile(args.config):
+        sys.exit(f'train: config not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if getattr(args, 'amp', False):
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    resume = getattr(args, 'resume', None)
+    # Checkpoints the user resumes from are trusted for full unpickling (mmengine's own
+    # checkpoints hold pickled objects that torch >= 2.6 refuses by default).
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+        if osp.isdir(cfg.work_dir):
+            trust_checkpoint(cfg.work_dir)
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+        trust_checkpoint(resume)
+    return cfg
+
+
+def main(argv=None):
+    cfg = build_config(parse_args(argv))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
