@@ -10,7 +10,7 @@ from mmsidetune.utils import is_trusted_checkpoint, trust_checkpoint
 
 
 def _mmengine_like_checkpoint(path):
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': HistoryBuffer([1.0])}, path)
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': HistoryBuffer([1.0], [1])}, path)
 
 
 def test_untrusted_file_is_refused_trusted_file_loads(tmp_path):
