@@ -13,6 +13,7 @@ import sys
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
 
 import mmsidetune  # noqa: F401  (registers the backbones)
 from mmsidetune.cost import format_table, run_bench, write_report
@@ -48,6 +49,10 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
+    # mmengine logs every parameter's init and optimizer option (and a warning per frozen one):
+    # keep the console to the
+    # per-method lines, the progress bar and the table.
+    MMLogger.get_instance('mmsidetune-bench', log_level='ERROR')
     try:
         rows = run_bench(cfg, methods, steps=args.steps, warmup=args.warmup, device=args.device,
                          batch_size=args.batch_size, seed=args.seed)

@@ -162,7 +162,14 @@ def run_bench(cfg: Config,
         raise ValueError('--device cuda requested but torch.cuda.is_available() is False')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     batches = _collect_batches(cfg, warmup + steps, batch_size, seed)
-    runs = [_MethodRun(cfg, m, device, seed) for m in methods]
+    runs = []
+    for method in methods:
+        runs.append(_MethodRun(cfg, method, device, seed))
+        if progress:
+            p = runs[-1].params
+            print(f'bench: {method:>8}: {runs[-1].cfg.model.backbone.type}, trainable '
+                  f'{p.trainable / 1e6:.3f} M ({p.trainable_pct:.2f} % of the model, '
+                  f'{p.backbone_trainable_pct:.2f} % of the backbone)', flush=True)
     bar = ProgressBar(len(runs) * len(batches)) if progress else None
     for i, batch in enumerate(batches):
         for run in runs:  # interleaved: step i of every method, then step i + 1
