@@ -26,7 +26,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   # The stack is in place; make sure `mmsidetune` resolves to *this* checkout (CI reuses one
   # environment across fresh clones).
   step="check editable install"
-  where="$("$VENV/bin/python" -c 'import mmsidetune, os; print(os.path.dirname(os.path.dirname(os.path.realpath(mmsidetune.__file__))))' 2>/dev/null || true)"
+  # Run from / so that the current directory (often this checkout) is not on sys.path.
+  where="$(cd / && "$VENV/bin/python" -c 'import mmsidetune, os; print(os.path.dirname(os.path.dirname(os.path.realpath(mmsidetune.__file__))))' 2>/dev/null || true)"
   if [ "$where" != "$ROOT" ]; then
     say "install mmsidetune (editable) from $ROOT"
     "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
