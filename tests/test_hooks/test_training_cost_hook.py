@@ -10,13 +10,15 @@ from mmsidetune.cost import count_parameters
 from mmsidetune.hooks import TrainingCostHook
 
 
-def _train(demo_config, work_dir, backbone_type):
-    cfg = Config.fromfile(demo_config)
-    cfg.model.backbone.type = backbone_type
+SEG_DEMO = 'upernet_e3va-swin-mini_40i_bundled-seg-384x384.py'
+
+
+def _train(config, work_dir, batch_size):
+    cfg = Config.fromfile(config)
     cfg.work_dir = str(work_dir)
     cfg.train_cfg.max_iters = 3
     cfg.train_cfg.val_interval = 1000  # no validation in this test
-    cfg.train_dataloader.batch_size = 1
+    cfg.train_dataloader.batch_size = batch_size
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1000
     runner = Runner.from_cfg(cfg)
@@ -24,8 +26,14 @@ def _train(demo_config, work_dir, backbone_type):
     return runner
 
 
-def test_runner_train_logs_cost_scalars(demo_config, tmp_path):
-    runner = _train(demo_config, tmp_path, 'E3VASwinTransformer')
+@pytest.mark.parametrize('which', ['mmdet', 'mmseg'])
+def test_runner_train_logs_cost_scalars(demo_config, tmp_path, which):
+    """mmdet: Cascade Mask R-CNN on the bundled COCO set; mmseg: UperNet on its label maps."""
+    if which == 'mmdet':
+        runner = _train(demo_config, tmp_path, batch_size=1)
+    else:  # batch 2: the UperNet head's BatchNorm needs more than one value per channel
+        runner = _train(osp.join(osp.dirname(demo_config), SEG_DEMO), tmp_path, batch_size=2)
+    assert type(runner.model.backbone).__name__ == 'E3VASwinTransformer'
     scalars_file = osp.join(runner.log_dir, 'vis_data', 'scalars.json')
     records = [json.loads(line) for line in open(scalars_file)]
     train = [r for r in records if 'loss' in r]
