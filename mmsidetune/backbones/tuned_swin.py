@@ -83,7 +83,7 @@ class TunedSwinTransformer(SwinTransformer):
             trunk is kept in eval mode.
 
     Shapes:
-        input ``(B, 3, H, W)`` -> tuple of ``(B, C_i, H / s_i, W / s_i)`` for the stages in
+        input ``(B, 3, H, W)`` -> list of ``(B, C_i, H / s_i, W / s_i)`` for the stages in
         ``out_indices``, with ``C_i = embed_dims * 2**i`` and ``s_i = 4, 8, 16, 32``.
 
     Raises:
@@ -135,17 +135,14 @@ class TunedSwinTransformer(SwinTransformer):
 
         Raises:
             FileNotFoundError: if the local checkpoint path does not exist.
-            KeyError: if trunk weights are missing from the checkpoint (the list is given).
+            KeyError: if trunk weights are missing from the checkpoint, or the checkpoint has
+                trunk weights this architecture has no place for (the keys are listed).
         """
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             super().init_weights()
         else:
             self._load_pretrained(cfg['checkpoint'])
-        self.init_tuning_weights()
-
-    def init_tuning_weights(self) -> None:
-        """Re-initialise the method's modules after the trunk weights are set."""
 
     def _load_pretrained(self, path: str) -> None:
         logger = MMLogger.get_current_instance()
@@ -154,7 +151,10 @@ class TunedSwinTransformer(SwinTransformer):
                 raise FileNotFoundError(f'{type(self).__name__}: pretrained checkpoint {path!r} not '
                                         'found; download it or fix init_cfg.checkpoint')
         ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger=logger)
-        state = load_swin_state_dict(ckpt)
+        # relative_position_index buffers are derived from window_size: always the model's own.
+        derived = '.relative_position_index'
+        state = OrderedDict(
+            (k, v) for k, v in load_swin_state_dict(ckpt).items() if not k.endswith(derived))
         own = self.state_dict()
         if 'absolute_pos_embed' in state and hasattr(self, 'absolute_pos_embed'):
             pos, target = state['absolute_pos_embed'], own['absolute_pos_embed']
@@ -173,13 +173,23 @@ class TunedSwinTransformer(SwinTransformer):
         optional = {id(p) for m in self.out_norms() + self.trainable_modules()
                     for p in m.parameters()}
         optional_names = {n for n, p in self.named_parameters() if id(p) in optional}
-        missing = [k for k in result.missing_keys if k not in optional_names]
+        missing = [k for k in result.missing_keys
+                   if k not in optional_names and not k.endswith(derived)]
         if missing:
             raise KeyError(f'{type(self).__name__}: {len(missing)} trunk weights missing from '
                            f'{path}: {missing[:20]}{" ..." if len(missing) > 20 else ""}')
+        # Trunk weights the model has no place for mean another architecture (depth, layout);
+        # official files' attention masks (recomputed by mmdet) and heads are fine to drop.
+        extra = [k for k in result.unexpected_keys
+                 if k.startswith(('stages.', 'patch_embed.')) and not k.endswith('attn_mask')]
+        if extra:
+            raise KeyError(f'{type(self).__name__}: {len(extra)} trunk weights in {path} have no '
+                           f'place in this model (check depths/embed_dims): {extra[:20]}'
+                           f'{" ..." if len(extra) > 20 else ""}')
+        new = [k for k in result.missing_keys if not k.endswith(derived)]
         print_log(f'{type(self).__name__}: loaded {len(state) - len(result.unexpected_keys)} '
-                  f'trunk tensors from {path}; new (not in the file): '
-                  f'{len(result.missing_keys)}; ignored: {sorted(result.unexpected_keys)[:10]}',
+                  f'trunk tensors from {path}; new (not in the file): {len(new)}; '
+                  f'ignored: {sorted(result.unexpected_keys)[:10]}',
                   logger=logger)
 
     def tuning_summary(self) -> str:

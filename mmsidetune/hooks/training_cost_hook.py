@@ -1,5 +1,6 @@
 """Hook that reports what training costs: trainable parameters, peak memory and step time."""
 import json
+import os
 import os.path as osp
 import statistics
 import time
@@ -117,18 +118,19 @@ class TrainingCostHook(Hook):
             iters=len(self.step_ms))
 
     def after_train(self, runner) -> None:
-        if self._meter is not None:  # an iteration raised inside the meter
-            self._meter.__exit__(None, None, None)
-            self._meter = None
         summary = self.summary()
         runner.message_hub.update_info('cost_summary', summary)
-        step = summary['median_step_ms']
-        runner.logger.info(
-            f'TrainingCostHook summary: {summary["iters"]} iterations, peak memory '
-            f'{summary["peak_mem_mb"]:.1f} MB ({self._mode}), median step '
-            f'{step:.1f} ms, trainable {self.params.trainable_pct:.2f} % of the model, '
-            f'{self.params.backbone_trainable_pct:.2f} % of the backbone' if step is not None else
-            'TrainingCostHook summary: no training iteration ran')
-        if is_main_process():
-            with open(osp.join(runner.work_dir, 'cost_summary.json'), 'w') as f:
+        step, p = summary['median_step_ms'], self.params
+        if step is None:
+            runner.logger.info('TrainingCostHook summary: no training iteration ran')
+        else:
+            runner.logger.info(
+                f'TrainingCostHook summary: {summary["iters"]} iterations, peak memory '
+                f'{summary["peak_mem_mb"]:.1f} MB ({self._mode}), median step {step:.1f} ms, '
+                f'trainable {p.trainable_pct:.2f} % of the model, '
+                f'{p.backbone_trainable_pct:.2f} % of the backbone')
+        if is_main_process():  # written whole, then renamed: never a half-written file
+            path = osp.join(runner.work_dir, 'cost_summary.json')
+            with open(path + '.tmp', 'w') as f:
                 json.dump(summary, f, indent=2)
+            os.replace(path + '.tmp', path)

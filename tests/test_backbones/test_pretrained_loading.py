@@ -19,7 +19,11 @@ def _to_official_layout(state):
              .replace('ffn.layers.0.0.', 'mlp.fc1.').replace('ffn.layers.1.', 'mlp.fc2.')
              .replace('patch_embed.projection', 'patch_embed.proj'))
         official[k] = v
-    official['head.weight'] = torch.zeros(10, 256)  # classification head: ignored
+    # Present in the official release and dropped on load: classification head, final norm,
+    # precomputed shifted-window masks.
+    official['head.weight'] = torch.zeros(10, 256)
+    official['norm.weight'] = torch.ones(256)
+    official['layers.0.blocks.1.attn_mask'] = torch.zeros(4, 49, 49)
     return official
 
 
@@ -54,3 +58,24 @@ def test_missing_file_and_foreign_checkpoint_raise(build_small_swin, tmp_path):
     torch.save({'conv1.weight': torch.zeros(1)}, path)
     with pytest.raises(KeyError, match='no Swin trunk weights'):
         build_small_swin('frozen', init_cfg=dict(type='Pretrained', checkpoint=path))
+
+
+def test_position_tables_interpolated_to_a_larger_window(build_small_swin, tmp_path):
+    state = build_small_swin('full').state_dict()  # window 7: (2*7-1)**2 = 169 rows
+    path = str(tmp_path / 'w7.pth')
+    torch.save(state, path)
+    model = build_small_swin('e3va', window_size=12,
+                             init_cfg=dict(type='Pretrained', checkpoint=path))
+    key = 'stages.0.blocks.0.attn.w_msa.relative_position_bias_table'
+    assert model.state_dict()[key].shape == (23 * 23, 1)
+    # bicubic resampling keeps the table's mean close to the source's
+    assert torch.allclose(model.state_dict()[key].mean(), state[key].mean(), atol=5e-3)
+    torch.testing.assert_close(model.state_dict()['stages.0.blocks.0.attn.w_msa.qkv.weight'],
+                               state['stages.0.blocks.0.attn.w_msa.qkv.weight'])
+
+
+def test_deeper_checkpoint_raises_instead_of_dropping_blocks(build_small_swin, tmp_path):
+    path = str(tmp_path / 'deep.pth')
+    torch.save(build_small_swin('full', depths=(2, 2, 4, 2)).state_dict(), path)
+    with pytest.raises(KeyError, match='no place'):
+        build_small_swin('e3va', init_cfg=dict(type='Pretrained', checkpoint=path))
