@@ -16,7 +16,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import Runner
+from mmengine.runner import Runner, set_random_seed
 from mmengine.utils import ProgressBar
 
 from ..backbones import TUNING_METHODS
@@ -161,6 +161,9 @@ def run_bench(cfg: Config,
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError('--device cuda requested but torch.cuda.is_available() is False')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
+    # Python, numpy and torch RNGs (augmentations, RoI sampling): the same batches and the same
+    # byte counts on every run.
+    set_random_seed(seed)
     batches = _collect_batches(cfg, warmup + steps, batch_size, seed)
     runs = []
     for method in methods:
