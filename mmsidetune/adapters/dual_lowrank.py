@@ -60,8 +60,8 @@ class DualLowRankLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-uniform ``Q`` and ``P`` (as ``nn.Linear``), orthogonal-ish ``K``; zero ``P`` and
-        bias when ``zero_init``."""
+        """Kaiming-uniform ``Q`` and ``P`` (as ``nn.Linear``), orthogonal ``K``, zero bias; zero ``P``
+        when ``zero_init``."""
         for b in range(self.num_branches):
             nn.init.kaiming_uniform_(self.Q[b], a=math.sqrt(5))
             nn.init.orthogonal_(self.K[b])

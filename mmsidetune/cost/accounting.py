@@ -16,20 +16,19 @@ from typing import Dict, Iterator, Optional, Set
 
 import torch
 import torch.nn as nn
+from mmengine.model import is_model_wrapper
 
 __all__ = [
     'ParamCount', 'count_parameters', 'SavedTensorMeter', 'parameter_bytes', 'gradient_bytes',
-    'optimizer_state_bytes', 'unwrap_model', 'StepTimer', 'MB'
+    'optimizer_state_bytes', 'unwrap_model', 'StepTimer', 'MB', 'cpu_training_bytes'
 ]
 
 MB = 1024.0**2
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DDP/FSDP-style wrappers (``model.module``), else ``model``."""
-    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
-        model = model.module
-    return model
+    """The model inside an mmengine/torch DDP-style wrapper (``model.module``), else ``model``."""
+    return model.module if is_model_wrapper(model) else model
 
 
 @dataclass
@@ -104,6 +103,15 @@ def optimizer_state_bytes(optimizer: Optional[torch.optim.Optimizer]) -> int:
             if torch.is_tensor(value):
                 total += value.numel() * value.element_size()
     return total
+
+
+def cpu_training_bytes(model: nn.Module, optimizer, saved_bytes: int) -> int:
+    """Training memory of one step on CPU (SPEC.md section 3), in bytes.
+
+    ``saved_bytes`` (from :class:`SavedTensorMeter`) + parameter + gradient + optimizer-state bytes.
+    """
+    return (saved_bytes + parameter_bytes(model) + gradient_bytes(model) +
+            optimizer_state_bytes(optimizer))
 
 
 class SavedTensorMeter:

@@ -20,7 +20,7 @@ from mmengine.runner import Runner, set_random_seed
 from mmengine.utils import ProgressBar
 
 from ..backbones import TUNING_METHODS
-from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, gradient_bytes,
+from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, cpu_training_bytes,
                          optimizer_state_bytes, parameter_bytes)
 
 __all__ = ['apply_method', 'run_bench', 'write_report', 'format_table']
@@ -55,6 +55,9 @@ def _collect_batches(cfg: Config, num: int, batch_size: Optional[int], seed: int
     loader_cfg.num_workers = 0
     loader_cfg.persistent_workers = False
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    if len(loader.dataset) == 0:  # an infinite sampler would wait forever for a first batch
+        raise ValueError('the train_dataloader dataset is empty (check data_root, ann_file and '
+                         'filter_cfg)')
     batches, it = [], iter(loader)
     while len(batches) < num:
         try:
@@ -98,8 +101,7 @@ class _MethodRun:
             memory = (torch.cuda.max_memory_allocated() - before + parameter_bytes(self.model) +
                       optimizer_state_bytes(self.optim_wrapper))
         else:
-            memory = (meter.bytes + parameter_bytes(self.model) + gradient_bytes(self.model) +
-                      optimizer_state_bytes(self.optim_wrapper))
+            memory = cpu_training_bytes(self.model, self.optim_wrapper, meter.bytes)
         if record:
             self.memory_bytes.append(memory)
             self.saved_bytes.append(meter.bytes)
@@ -211,13 +213,16 @@ def write_report(rows: List[Dict], out_dir: str, meta: Optional[Dict] = None) ->
     chart of trainable %, memory and step time) into ``out_dir``; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: osp.join(out_dir, f'bench.{k}') for k in ('json', 'md', 'png')}
-    with open(paths['json'], 'w') as f:
-        json.dump(rows, f, indent=2)
-    with open(paths['md'], 'w') as f:
-        if meta:
-            f.write('\n'.join(f'- {k}: {v}' for k, v in meta.items()) + '\n\n')
-        f.write(format_table(rows) + '\n')
-    _plot(rows, paths['png'], title=(meta or {}).get('config', ''))
+    table = '\n'.join(f'- {k}: {v}' for k, v in (meta or {}).items())
+    table = (table + '\n\n' if table else '') + format_table(rows) + '\n'
+    # Each file is written whole under a temporary name, then renamed: never a half-written report.
+    for key, text in (('json', json.dumps(rows, indent=2) + '\n'), ('md', table)):
+        with open(paths[key] + '.tmp', 'w') as f:
+            f.write(text)
+        os.replace(paths[key] + '.tmp', paths[key])
+    tmp_png = paths['png'][:-len('.png')] + '.tmp.png'  # matplotlib picks the format by extension
+    _plot(rows, tmp_png, title=(meta or {}).get('config', ''))
+    os.replace(tmp_png, paths['png'])
     return paths
 
 

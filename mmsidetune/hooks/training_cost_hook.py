@@ -11,8 +11,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ..cost import (MB, SavedTensorMeter, count_parameters, gradient_bytes,
-                    optimizer_state_bytes, parameter_bytes, unwrap_model)
+from ..cost import MB, SavedTensorMeter, count_parameters, cpu_training_bytes, unwrap_model
 
 __all__ = ['TrainingCostHook']
 
@@ -97,9 +96,8 @@ class TrainingCostHook(Hook):
         else:
             step_ms = (time.perf_counter() - self._start) * 1000.0
             self._meter.__exit__(None, None, None)
-            model = unwrap_model(runner.model)
-            peak = (self._meter.bytes + parameter_bytes(model) + gradient_bytes(model) +
-                    optimizer_state_bytes(runner.optim_wrapper))
+            peak = cpu_training_bytes(unwrap_model(runner.model), runner.optim_wrapper,
+                                      self._meter.bytes)
             self._meter = None
         self.peak_bytes = max(self.peak_bytes, peak)
         self.step_ms.append(step_ms)

@@ -1,8 +1,8 @@
 import torch
 import torch.nn as nn
 
-from mmsidetune.cost import (SavedTensorMeter, count_parameters, gradient_bytes,
-                             optimizer_state_bytes, parameter_bytes)
+from mmsidetune.cost import (SavedTensorMeter, count_parameters, cpu_training_bytes,
+                             gradient_bytes, optimizer_state_bytes, parameter_bytes, unwrap_model)
 
 
 def test_saved_storage_counted_once():
@@ -37,6 +37,8 @@ def test_parameter_gradient_and_adamw_state_bytes():
     assert gradient_bytes(model) == trainable_bytes
     # exp_avg + exp_avg_sq per trainable parameter (+ a scalar step per parameter tensor)
     assert optimizer_state_bytes(opt) == 2 * trainable_bytes + 2 * 4
+    assert cpu_training_bytes(model, opt, saved_bytes=100) == \
+        100 + (110 + 22) * 4 + trainable_bytes + 2 * trainable_bytes + 2 * 4
 
 
 def test_count_parameters_with_backbone():
@@ -47,3 +49,16 @@ def test_count_parameters_with_backbone():
     c = count_parameters(model)
     assert (c.total, c.trainable, c.backbone_total, c.backbone_trainable) == (132, 32, 110, 10)
     assert abs(c.backbone_trainable_pct - 100 * 10 / 110) < 1e-9
+
+
+def test_unwrap_model_only_unwraps_model_wrappers():
+    from mmengine.model import MMDistributedDataParallel  # noqa: F401  (registers DDP wrappers)
+    inner = nn.Linear(2, 2)
+
+    class Holder(nn.Module):  # has a `.module` but is not a wrapper: must not be unwrapped
+        def __init__(self):
+            super().__init__()
+            self.module = inner
+
+    holder = Holder()
+    assert unwrap_model(holder) is holder and unwrap_model(inner) is inner

@@ -1,5 +1,6 @@
 """bench on the bundled photos: rows, ratios, and the report files."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -28,6 +29,15 @@ def test_bench_rows_ratios_and_report(demo_config, tmp_path):
         assert all(key in r for r in loaded)
     assert '| e3va |' in open(paths['md']).read()
     assert open(paths['png'], 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+    assert sorted(os.listdir(str(tmp_path))) == ['bench.json', 'bench.md', 'bench.png']
+
+
+def test_empty_dataset_raises_instead_of_waiting_forever(demo_config):
+    cfg = Config.fromfile(demo_config)
+    cfg.train_dataloader.dataset.indices = 0  # keep no sample
+    cfg.train_dataloader.dataset.serialize_data = False  # (serialising raises on empty data)
+    with pytest.raises(ValueError, match='empty'):
+        run_bench(cfg, ['full'], steps=1, warmup=0, progress=False)
 
 
 def test_apply_method_switches_type_only(demo_config):
