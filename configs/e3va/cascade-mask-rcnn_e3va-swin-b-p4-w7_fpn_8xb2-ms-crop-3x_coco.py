@@ -90,6 +90,7 @@ param_scheduler = [
 ]
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='TrainableOptimWrapperConstructor',
     paramwise_cfg=dict(
         custom_keys={
             'absolute_pos_embed': dict(decay_mult=0.),

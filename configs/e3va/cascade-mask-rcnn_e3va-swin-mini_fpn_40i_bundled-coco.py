@@ -127,6 +127,7 @@ test_cfg = dict(type='TestLoop')
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='TrainableOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={

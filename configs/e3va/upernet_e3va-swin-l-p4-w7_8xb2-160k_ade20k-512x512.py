@@ -14,3 +14,4 @@ model = dict(
         init_cfg=dict(type='Pretrained',
                       checkpoint='checkpoints/swin_large_patch4_window7_224_22k.pth')))
 custom_hooks = [dict(type='TrainingCostHook')]
+optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
