@@ -23,19 +23,34 @@ from ..backbones import TUNING_METHODS
 from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, cpu_training_bytes,
                          optimizer_state_bytes, parameter_bytes)
 
-__all__ = ['apply_method', 'run_bench', 'write_report', 'format_table']
+__all__ = ['apply_method', 'run_bench', 'write_report', 'format_table', 'GROUNDING_METHODS']
+
+#: methods of an ``M2ISTGrounder`` config, switched through ``model.tuning`` (SPEC.md section 2).
+GROUNDING_METHODS = ('full', 'adapter', 'm2ist')
+
+
+def _known_methods(cfg: Config) -> Sequence[str]:
+    if cfg.model.get('type') == 'M2ISTGrounder':
+        return GROUNDING_METHODS
+    return list(TUNING_METHODS)
 
 
 def apply_method(cfg: Config, method: str) -> Config:
     """Return a copy of ``cfg`` whose backbone uses tuning ``method`` (``'full'``, ``'e3va'``...).
 
+    For an ``M2ISTGrounder`` config, ``method`` (one of :data:`GROUNDING_METHODS`) is set as
+    ``model.tuning`` instead.
+
     Raises:
         ValueError: for an unknown method, or a config whose backbone is not a Swin backbone
             this package can tune.
     """
-    if method not in TUNING_METHODS:
-        raise ValueError(f'unknown method {method!r}; known: {sorted(TUNING_METHODS)}')
+    if method not in _known_methods(cfg):
+        raise ValueError(f'unknown method {method!r}; known: {sorted(_known_methods(cfg))}')
     cfg = copy.deepcopy(cfg)
+    if cfg.model.get('type') == 'M2ISTGrounder':
+        cfg.model.tuning = method
+        return cfg
     backbone = cfg.model.get('backbone')
     swin_types = set(TUNING_METHODS.values()) | {'SwinTransformer', 'mmdet.SwinTransformer',
                                                  'mmseg.SwinTransformer'}
@@ -137,7 +152,8 @@ def run_bench(cfg: Config,
     Args:
         cfg: an mmdet/mmseg config with a Swin backbone, ``train_dataloader`` and
             ``optim_wrapper``.
-        methods: method names (keys of :data:`TUNING_METHODS`), or ``['all']``.
+        methods: method names (keys of :data:`TUNING_METHODS`, or :data:`GROUNDING_METHODS` for an
+            ``M2ISTGrounder`` config), or ``['all']``.
         steps: timed steps per method (median reported). warmup: untimed steps first.
         device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
         batch_size: override ``train_dataloader.batch_size``.
@@ -153,11 +169,12 @@ def run_bench(cfg: Config,
     Raises:
         ValueError: for unknown methods, ``steps < 1`` or CUDA requested but unavailable.
     """
+    known = _known_methods(cfg)
     if list(methods) == ['all']:
-        methods = list(TUNING_METHODS)
-    unknown = [m for m in methods if m not in TUNING_METHODS]
+        methods = list(known)
+    unknown = [m for m in methods if m not in known]
     if unknown or not methods:
-        raise ValueError(f'unknown methods {unknown}; known: {sorted(TUNING_METHODS)}')
+        raise ValueError(f'unknown methods {unknown}; known: {sorted(known)}')
     if steps < 1 or warmup < 0:
         raise ValueError(f'steps must be >= 1 and warmup >= 0, got {steps}, {warmup}')
     if device.startswith('cuda') and not torch.cuda.is_available():
