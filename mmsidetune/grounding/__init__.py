@@ -7,7 +7,7 @@ from .detector import TUNING_MODES, M2ISTGrounder, canvas_to_original
 from .language_model import BertLanguageModel, resolve_model_path
 from .m3isa import IEA, LEA, M3ISA, VEA, M3ISASideNetwork
 from .taps import SerialAdapter, TapRecorder, attach_serial_adapter
-from .transvg import convert_transvg_detr, load_transvg_detr
+from .transvg import CONVERTER_TAG, convert_transvg_detr, load_transvg_detr
 from .vision_encoder import DETRVisionEncoder
 from .vl_encoder import GroundingVLEncoder
 

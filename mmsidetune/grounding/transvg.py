@@ -19,7 +19,12 @@ DETR's decoder, query embedding and detection heads (``transformer.decoder.*``,
 ``query_embed.*``, ``class_embed.*``, ``bbox_embed.*``) are not part of the encoder and are
 reported as ignored. TransVG's frozen BN has no ``num_batches_tracked``: those buffers of the
 model are the only keys allowed to be missing.
+
+``tools/model_converters/transvg2mmsidetune.py`` writes the mapped tensors once as a plain
+weights-only file (``{'state_dict': {'backbone.<key>': tensor}, 'meta': {'converter': ...}}``),
+which :func:`load_transvg_detr` also reads, and which works as a config's ``load_from``.
 """
+import pickle
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -27,7 +32,10 @@ import torch
 import torch.nn as nn
 from mmengine.runner import CheckpointLoader
 
-__all__ = ['convert_transvg_detr', 'load_transvg_detr']
+__all__ = ['convert_transvg_detr', 'load_transvg_detr', 'CONVERTER_TAG']
+
+#: ``meta['converter']`` of files written by tools/model_converters/transvg2mmsidetune.py.
+CONVERTER_TAG = 'transvg2mmsidetune'
 
 _IGNORED = re.compile(r'^(transformer\.decoder\.|query_embed\.|class_embed\.|bbox_embed\.)')
 _RULES = [
@@ -81,19 +89,39 @@ def load_transvg_detr(encoder: nn.Module, checkpoint, prefix: str = '',
                       logger: Optional[str] = 'current') -> Dict[str, List[str]]:
     """Load a TransVG DETR-R50 checkpoint (path or state dict) into ``encoder``, strictly.
 
+    ``checkpoint`` is a TransVG/DETR file (``{'model': ...}`` or a bare state dict) or a file
+    written by ``tools/model_converters/transvg2mmsidetune.py``.
+
     Returns:
         dict with ``mapped`` (target keys loaded) and ``ignored`` (DETR decoder/head keys).
 
     Raises:
         FileNotFoundError: when the checkpoint path does not exist.
+        RuntimeError: for a file that cannot be loaded weights-only (convert it first).
         KeyError: listing every missing encoder key (other than BN ``num_batches_tracked``) and
             every unexpected checkpoint key, when there is any.
         ValueError: listing keys whose tensor shapes differ.
     """
     if isinstance(checkpoint, str):
-        checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state_dict = checkpoint.get('model', checkpoint)
-    mapped, ignored, unexpected = convert_transvg_detr(state_dict, prefix)
+        path = checkpoint
+        try:
+            checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        except pickle.UnpicklingError as e:
+            raise RuntimeError(
+                f'{path} holds more than tensors (e.g. training args) and is loaded weights-only. '
+                'Convert it once (this unpickles it fully: only for files you trust): python '
+                f'tools/model_converters/transvg2mmsidetune.py {path} OUT.pth, and point the '
+                f'config at OUT.pth. ({e})') from e
+    if checkpoint.get('meta', {}).get('converter') == CONVERTER_TAG:
+        mapped, ignored, unexpected = {}, [], []
+        for key, value in checkpoint['state_dict'].items():
+            if key.startswith('backbone.'):
+                mapped[key[len('backbone.'):]] = value
+            else:
+                unexpected.append(key)
+    else:
+        mapped, ignored, unexpected = convert_transvg_detr(checkpoint.get('model', checkpoint),
+                                                           prefix)
     own = encoder.state_dict()
     missing = [k for k in own if k not in mapped and not k.endswith('num_batches_tracked')]
     unexpected += [f'{k} (renamed; no such model key)' for k in mapped if k not in own]

@@ -1,6 +1,7 @@
 """TransVG DETR-R50 checkpoint keys -> DETRVisionEncoder, on a synthetic state dict whose key
 layout follows TransVG/DETR's naming (torchvision ResNet under backbone.0.body, nn.Transformer-
 style encoder layers), with shapes taken from our ResNet-50 + 6-layer d=256 encoder."""
+import argparse
 import re
 
 import pytest
@@ -90,3 +91,26 @@ def test_prefix_of_a_whole_transvg_model(encoder, transvg_state):
         load_transvg_detr(encoder, prefixed, prefix='visumodel.')
     del prefixed['textmodel.bert.embeddings.word_embeddings.weight']
     load_transvg_detr(encoder, prefixed, prefix='visumodel.')
+
+
+def test_converter_tool_round_trip(encoder, transvg_state, tmp_path, repo_root, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'transvg2mmsidetune', f'{repo_root}/tools/model_converters/transvg2mmsidetune.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src, dst = tmp_path / 'detr-r50-unc.pth', tmp_path / 'out' / 'detr-r50-unc_m2ist.pth'
+    # TransVG files carry training args: not loadable weights-only
+    torch.save({'model': transvg_state, 'args': argparse.Namespace(lr=1e-4), 'epoch': 3}, src)
+    with pytest.raises(RuntimeError, match='transvg2mmsidetune.py'):
+        load_transvg_detr(encoder, str(src))
+    tool.main([str(src), str(dst)])
+    out = capsys.readouterr().out
+    assert 'mapped  -> backbone.encoder.layers.5.norms.1.bias' in out
+    assert 'ignored    query_embed.weight' in out
+    converted = torch.load(dst, weights_only=True)
+    assert set(converted['state_dict']) == {
+        'backbone.' + k for k in encoder.state_dict() if not k.endswith('num_batches_tracked')}
+    load_transvg_detr(encoder, str(dst))  # the converted file loads weights-only
+    assert torch.equal(encoder.state_dict()['resnet.conv1.weight'],
+                       transvg_state['backbone.0.body.conv1.weight'])
