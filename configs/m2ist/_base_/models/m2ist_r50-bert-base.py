@@ -1,7 +1,6 @@
 # M2IST on TransVG-R50 (SPEC.md section 2): ResNet-50 + 6-layer DETR encoder (d=256) from TransVG's
 # DETR-R50 checkpoint, BERT-base-uncased from a local folder, six M3ISAs, 6-layer VL encoder.
 # Switch the method with model.tuning: 'm2ist' | 'adapter' | 'full'.
-custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
 
 max_tokens = 20  # 40 for RefCOCOg
 model = dict(
