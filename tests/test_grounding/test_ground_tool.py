@@ -1,0 +1,104 @@
+"""tools/ground.py on a real bundled photo with a stand-in test pipeline (mmdet transforms; the
+data side's grounding pipeline replaces it in the real configs) and a random small M2IST."""
+import importlib.util
+import json
+import os.path as osp
+
+import mmcv
+import pytest
+import torch
+from conftest import MINI_MODEL, ROOT
+from mmcv.transforms import BaseTransform
+from mmengine.config import Config
+from mmengine.registry import MODELS, TRANSFORMS, init_default_scope
+
+IMAGE = osp.join(ROOT, 'data', 'bundled', 'coco', 'images', 'voc.jpg')
+
+
+@TRANSFORMS.register_module(force=True)
+class _TopLeftPadOffset(BaseTransform):
+    """mmdet's Pad puts the content at the top-left corner."""
+
+    def transform(self, results):
+        results['pad_offset'] = (0, 0)
+        return results
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('ground', osp.join(ROOT, 'tools', 'ground.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('ground')
+    cfg = Config.fromfile(MINI_MODEL)
+    cfg.test_dataloader = dict(dataset=dict(pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.Resize', scale=(320, 320), keep_ratio=True),
+        dict(type='mmdet.Pad', size=(320, 320)),
+        dict(type='_TopLeftPadOffset'),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'pad_shape',
+                        'scale_factor', 'text', 'pad_offset')),
+    ]))
+    config = tmp / 'm2ist_test.py'
+    cfg.dump(str(config))
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    ckpt = tmp / 'm2ist.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    return dict(tmp=tmp, config=str(config), ckpt=str(ckpt), model=model.eval())
+
+
+def test_prints_one_json_line_and_draws(setup, capsys):
+    out_file = setup['tmp'] / 'out.png'
+    _load_tool().main([setup['config'], setup['ckpt'], '--image', IMAGE, '--text',
+                       'the person on the left', '--out-file', str(out_file), '--device', 'cpu'])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('{')]
+    assert len(lines) == 1
+    box = json.loads(lines[0])['bbox_xyxy']
+    # the same box as the model's own prediction, mapped back to the photo's pixels by hand
+    img = mmcv.imread(IMAGE)
+    h, w = img.shape[:2]
+    scale = 320 / max(h, w)
+    tensor = torch.from_numpy(mmcv.imresize(img, (round(w * scale), round(h * scale)))
+                              ).permute(2, 0, 1)
+    canvas = torch.zeros(3, 320, 320, dtype=torch.uint8)
+    canvas[:, :tensor.shape[1], :tensor.shape[2]] = tensor
+    model = setup['model']
+    data = model.data_preprocessor(dict(inputs=[canvas], data_samples=None), False)
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample()
+    sample.text = 'the person on the left'
+    with torch.no_grad():
+        pred = model._forward(data['inputs'], [sample])[0]
+    cx, cy, bw, bh = (pred * 320).tolist()
+    sx, sy = tensor.shape[2] / w, tensor.shape[1] / h
+    expected = [max(0, (cx - bw / 2) / sx), max(0, (cy - bh / 2) / sy),
+                min(w, (cx + bw / 2) / sx), min(h, (cy + bh / 2) / sy)]
+    assert box == pytest.approx(expected, abs=0.5)
+    drawn = mmcv.imread(str(out_file))
+    assert drawn.shape[:2] == (h, w)
+    assert not (drawn == img).all()  # the box was drawn
+
+
+@pytest.mark.parametrize('case', ['missing', 'corrupt', 'empty'])
+def test_bad_input_errors(setup, case):
+    image, text = IMAGE, 'the dog'
+    if case == 'missing':
+        image = str(setup['tmp'] / 'nope.jpg')
+    elif case == 'corrupt':
+        image = setup['tmp'] / 'corrupt.jpg'
+        image.write_bytes(b'\xff\xd8 not really a jpeg')
+        image = str(image)
+    else:
+        text = '  '
+    with pytest.raises(SystemExit) as err:
+        _load_tool().main([setup['config'], setup['ckpt'], '--image', image, '--text', text,
+                           '--out-file', str(setup['tmp'] / 'x.png')])
+    assert {'missing': 'image not found', 'corrupt': 'cannot decode',
+            'empty': 'empty phrase'}[case] in str(err.value)

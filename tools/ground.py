@@ -1,0 +1,103 @@
+"""Ground a referring expression on one image with a trained M2IST checkpoint.
+
+    python tools/ground.py CONFIG CHECKPOINT --image IMG --text "PHRASE" --out-file OUT.png \
+        [--device cpu]
+
+Runs the config's test pipeline on IMG (long side resize, centred pad), predicts one box, prints
+ONE JSON line ``{"bbox_xyxy": [x1, y1, x2, y2], "text": ..., "image": ...}`` with the box in
+pixels of IMG, and draws box + phrase on IMG with mmdet's ``DetLocalVisualizer`` into OUT.png.
+The test pipeline expects a ground-truth box; a placeholder covering the whole image is given
+and never used (predictions do not read it).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+import mmcv
+import numpy as np
+import torch
+from mmdet.structures import DetDataSample
+from mmdet.visualization import DetLocalVisualizer
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
+
+import mmsidetune  # noqa: F401  (registers the modules)
+from mmsidetune.utils import trust_checkpoint
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='M2IST config file')
+    parser.add_argument('checkpoint', help='trained checkpoint (.pth)')
+    parser.add_argument('--image', required=True, help='input image')
+    parser.add_argument('--text', required=True, help='referring expression')
+    parser.add_argument('--out-file', required=True, help='PNG with the box and phrase drawn')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    return parser.parse_args(argv)
+
+
+def _test_pipeline(cfg: Config) -> list:
+    loader = cfg.get('test_dataloader')
+    pipeline = loader.dataset.get('pipeline') if loader else cfg.get('test_pipeline')
+    if not pipeline:
+        raise ValueError('the config has no test_dataloader.dataset.pipeline (nor test_pipeline)')
+    return pipeline
+
+
+def ground(cfg: Config, model, image_path: str, text: str, device: str) -> DetDataSample:
+    """One (image, phrase) through the test pipeline and the model; returns the data sample with
+    ``pred_instances.bboxes`` (1, 4) xyxy in pixels of the image file."""
+    img = mmcv.imread(image_path)
+    h, w = img.shape[:2]
+    placeholder = np.array([[0, 0, w, h]], dtype=np.float32)
+    results = dict(img_path=image_path, img_id=0, text=text, gt_bboxes=placeholder,
+                   gt_bboxes_labels=np.zeros(1, dtype=np.int64),
+                   gt_bbox_ori=[0.0, 0.0, float(w), float(h)], dataset_key='cli', split='cli')
+    data = Compose(_test_pipeline(cfg))(results)
+    if data is None:
+        raise ValueError('the test pipeline dropped the sample')
+    with torch.no_grad():
+        return model.test_step(pseudo_collate([data]))[0]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint'),
+                       (args.image, 'image')):
+        if not osp.isfile(path):
+            sys.exit(f'ground: {what} not found: {path}')
+    if not args.text.strip():
+        sys.exit('ground: empty phrase: give the referring expression with --text "..."')
+    try:
+        img = mmcv.imread(args.image)
+    except Exception as e:  # decoding errors differ between image backends
+        sys.exit(f'ground: cannot read image {args.image}: {e}')
+    if img is None or img.size == 0:
+        sys.exit(f'ground: cannot decode image {args.image} (corrupt or not an image)')
+
+    cfg = Config.fromfile(args.config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    trust_checkpoint(args.checkpoint)  # named by the user on the command line
+    load_checkpoint(model, args.checkpoint, map_location='cpu', logger='silent')
+    model.to(args.device).eval()
+
+    pred = ground(cfg, model, args.image, args.text, args.device).pred_instances
+    box = [round(float(v), 2) for v in pred.bboxes[0].cpu()]
+    print(json.dumps(dict(bbox_xyxy=box, text=args.text, image=args.image)))
+
+    visualizer = DetLocalVisualizer.get_instance('mmsidetune_ground')
+    visualizer.dataset_meta = dict(classes=(args.text, ), palette=[(255, 64, 0)])
+    drawn = DetDataSample(pred_instances=pred.cpu())
+    os.makedirs(osp.dirname(osp.abspath(args.out_file)), exist_ok=True)
+    visualizer.add_datasample('ground', mmcv.bgr2rgb(img), data_sample=drawn, draw_gt=False,
+                              show=False, pred_score_thr=0.0, out_file=args.out_file)
+
+
+if __name__ == '__main__':
+    main()
