@@ -27,13 +27,13 @@ class GroundingAccuracy(BaseMetric):
     Args:
         iou_thr (float): IoU threshold. Defaults to 0.5 (key ``Acc@0.5``).
         collect_device (str): ``'cpu'`` or ``'gpu'``, as mmengine's ``BaseMetric``.
-        prefix (str, optional): key prefix, as mmengine's ``BaseMetric``. Defaults to None.
+        prefix (str, optional): key prefix, as mmengine's ``BaseMetric``. Defaults to none.
 
     Raises:
         ValueError: ``iou_thr`` outside (0, 1]; a sample without a predicted box.
     """
 
-    default_prefix = None
+    default_prefix = ''  # keys as the contract names them: 'Acc@0.5', '<split>/Acc@0.5'
 
     def __init__(self, iou_thr: float = 0.5, collect_device: str = 'cpu', prefix=None):
         super().__init__(collect_device=collect_device, prefix=prefix)
