@@ -12,6 +12,7 @@ Reads the two formats of SPEC.md section 2 "Data":
   and exactly one annotation (COCO ``xywh`` box) per entry.
 """
 import os.path as osp
+import pickle
 from typing import List, Optional, Sequence
 
 import torch
@@ -112,7 +113,13 @@ class RefExpDataset(BaseDataset):
     def _load_pth(self):
         """Yield ``(where, image_file, img_id, bbox_xyxy, phrase)`` from a TransVG split file."""
         with get_local_path(self.ann_file) as path:
-            entries = torch.load(path, map_location='cpu', weights_only=self.weights_only)
+            try:
+                entries = torch.load(path, map_location='cpu', weights_only=self.weights_only)
+            except pickle.UnpicklingError as err:
+                raise pickle.UnpicklingError(
+                    f'RefExpDataset: {self.ann_file} holds more than plain lists, tuples, str and '
+                    'numbers, so torch.load(weights_only=True) refused it. If you trust the file, '
+                    f'set weights_only=False in the dataset config. torch said: {err}') from err
         if not isinstance(entries, (list, tuple)):
             raise ValueError(f'RefExpDataset: {self.ann_file} holds a {type(entries).__name__}, '
                              'expected a list of TransVG entries')
