@@ -8,8 +8,8 @@ Reads the two formats of SPEC.md section 2 "Data":
   ``(image_file, bbox, phrase)``. The RefCOCO family stores COCO ``xywh`` boxes, ReferIt and Flickr
   ``xyxy`` boxes.
 * MDETR-style RefCOCO json (``final_refcoco_<split>.json``, also read by mmdet 3.3's evaluation-only
-  ``MDETRStyleRefCocoDataset``): COCO json with one ``images`` entry per expression (its ``caption``)
-  and exactly one annotation (COCO ``xywh`` box) per entry.
+  ``MDETRStyleRefCocoDataset``): COCO json with one ``images`` entry per expression (its
+  ``caption``) and exactly one annotation (COCO ``xywh`` box) per entry.
 """
 import os.path as osp
 import pickle
@@ -35,7 +35,7 @@ ANN_FORMATS = ('pth', 'json')
 
 
 def _xyxy(bbox: Sequence[float], layout: str, where: str) -> List[float]:
-    """Box as 4 floats ``[x1, y1, x2, y2]`` in pixels; ``ValueError`` if its width or height <= 0."""
+    """Box as 4 floats ``[x1, y1, x2, y2]`` (pixels); ``ValueError`` if width or height <= 0."""
     if len(bbox) != 4:
         raise ValueError(f'{where}: a box has 4 numbers, got {list(bbox)!r}')
     x1, y1, a, b = (float(v) for v in bbox)
@@ -57,7 +57,7 @@ class RefExpDataset(BaseDataset):
     them to int).
 
     Args:
-        ann_file (str): a ``.pth`` split file or an MDETR-style ``.json``, relative to ``data_root``.
+        ann_file (str): a ``.pth`` split file or an MDETR-style ``.json``, under ``data_root``.
         dataset_key (str): one of ``unc``, ``unc+``, ``gref``, ``gref_umd``, ``referit``,
             ``flickr``; decides the ``.pth`` entry layout and box layout (json boxes are always
             COCO ``xywh``).

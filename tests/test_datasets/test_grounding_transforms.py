@@ -121,7 +121,8 @@ def test_pad_centred_at_test_random_in_training():
 
 
 TRAIN_STEPS = dict(
-    short=dict(type='RandomChoiceResize', scales=[250, 300], resize_type='mmdet.ResizeShortestEdge'),
+    short=dict(type='RandomChoiceResize', scales=[250, 300],
+               resize_type='mmdet.ResizeShortestEdge'),
     crop=dict(type='RandomCropKeepBox', min_size=150, max_size=300),
     long=dict(type='RandomChoiceResize', scales=[(320, 320), (288, 288)], keep_ratio=True,
               resize_type='mmdet.Resize'),

@@ -1,4 +1,4 @@
-"""configs/m2ist/_base_/datasets: the real-data configs name the right files, the bundled demo builds."""
+"""Dataset configs: real-data configs name the right files; the bundled demo builds."""
 import os.path as osp
 
 import numpy as np

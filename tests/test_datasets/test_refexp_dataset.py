@@ -66,7 +66,7 @@ def test_split_comes_from_the_file_name_or_the_argument(tmp_path):
 
 
 def test_pth_is_read_without_unpickling_code(tmp_path):
-    # TransVG's lists of tuples/str/numbers pass torch's weights_only unpickler; other objects don't.
+    # TransVG's lists of tuples/str/numbers pass torch's weights_only unpickler; others don't.
     path = save_pth(tmp_path / 'unc_val.pth', [('a.jpg', 0, np.array([1., 2., 3., 4.]), 'x', [])])
     with pytest.raises(pickle.UnpicklingError, match='weights_only=False in the dataset config'):
         build(path)

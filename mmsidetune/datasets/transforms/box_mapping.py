@@ -34,7 +34,8 @@ def canvas_to_original(bboxes: Tensor, metainfo: Mapping) -> Tensor:
     """
     boxes = bboxes.detach().to(torch.float64).reshape(-1, 4)
     if metainfo.get('homography_matrix') is not None:
-        inverse = torch.linalg.inv(torch.as_tensor(metainfo['homography_matrix'], dtype=torch.float64))
+        matrix = torch.as_tensor(metainfo['homography_matrix'], dtype=torch.float64)
+        inverse = torch.linalg.inv(matrix)
         corners = torch.stack([boxes[:, [0, 1]], boxes[:, [2, 3]]], dim=1)  # (N, 2, 2)
         ones = torch.ones_like(corners[..., :1])
         mapped = torch.cat([corners, ones], dim=-1) @ inverse.T

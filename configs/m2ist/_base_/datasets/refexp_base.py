@@ -32,7 +32,7 @@ train_pipeline = [
                   resize_type='mmdet.Resize')],
         ],
         prob=[0.5, 0.5]),
-    # torchvision's ColorJitter(0.4, 0.4, 0.4) applied with p=0.8: factors in [0.6, 1.4], random order.
+    # torchvision ColorJitter(0.4, 0.4, 0.4) with p=0.8: factors in [0.6, 1.4], random order.
     dict(
         type='RandomApply',
         prob=0.8,
