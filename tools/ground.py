@@ -16,7 +16,6 @@ import os.path as osp
 import sys
 
 import mmcv
-import numpy as np
 import torch
 from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
@@ -54,10 +53,10 @@ def ground(cfg: Config, model, image_path: str, text: str, device: str) -> DetDa
     ``pred_instances.bboxes`` (1, 4) xyxy in pixels of the image file."""
     img = mmcv.imread(image_path)
     h, w = img.shape[:2]
-    placeholder = np.array([[0, 0, w, h]], dtype=np.float32)
-    results = dict(img_path=image_path, img_id=0, text=text, gt_bboxes=placeholder,
-                   gt_bboxes_labels=np.zeros(1, dtype=np.int64),
-                   gt_bbox_ori=[0.0, 0.0, float(w), float(h)], dataset_key='cli', split='cli')
+    placeholder = [0.0, 0.0, float(w), float(h)]  # RefExpDataset's data info layout
+    results = dict(img_path=image_path, img_id=0, text=text, gt_bbox_ori=placeholder,
+                   instances=[dict(bbox=placeholder, bbox_label=0, ignore_flag=0)],
+                   dataset_key='cli', split='cli')
     data = Compose(_test_pipeline(cfg))(results)
     if data is None:
         raise ValueError('the test pipeline dropped the sample')

@@ -3,7 +3,7 @@ network, VL encoder neck, box head, detector and data preprocessor, each registe
 mmengine's root ``MODELS``."""
 from .bbox_head import GroundingBoxHead
 from .data_preprocessor import GroundingDataPreprocessor, build_pixel_mask
-from .detector import TUNING_MODES, M2ISTGrounder, canvas_to_original
+from .detector import TUNING_MODES, M2ISTGrounder
 from .language_model import BertLanguageModel, resolve_model_path
 from .m3isa import IEA, LEA, M3ISA, VEA, M3ISASideNetwork
 from .taps import SerialAdapter, TapRecorder, attach_serial_adapter
@@ -14,6 +14,6 @@ from .vl_encoder import GroundingVLEncoder
 __all__ = [
     'DETRVisionEncoder', 'BertLanguageModel', 'M3ISASideNetwork', 'M3ISA', 'VEA', 'LEA', 'IEA',
     'GroundingVLEncoder', 'GroundingBoxHead', 'M2ISTGrounder', 'GroundingDataPreprocessor',
-    'TUNING_MODES', 'canvas_to_original', 'build_pixel_mask', 'convert_transvg_detr',
+    'TUNING_MODES', 'build_pixel_mask', 'convert_transvg_detr',
     'load_transvg_detr', 'resolve_model_path', 'SerialAdapter', 'TapRecorder', 'attach_serial_adapter'
 ]

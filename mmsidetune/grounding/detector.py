@@ -14,35 +14,13 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS
 from mmengine.structures import InstanceData
 
+from ..datasets.transforms.box_mapping import canvas_to_original
 from .taps import SerialAdapter, attach_serial_adapter
 
-__all__ = ['M2ISTGrounder', 'TUNING_MODES', 'canvas_to_original']
+__all__ = ['M2ISTGrounder', 'TUNING_MODES']
 
 #: ``tuning`` values: M2IST side-tuning, plain (serial) adapter-tuning, full fine-tuning.
 TUNING_MODES = ('m2ist', 'adapter', 'full')
-
-
-def canvas_to_original(boxes: torch.Tensor, metainfo: dict) -> torch.Tensor:
-    """xyxy boxes (K, 4) in pixels of the padded canvas -> pixels of the original image.
-
-    Subtract ``pad_offset`` (top, left), undo a horizontal/vertical ``flip`` of the content
-    (``img_shape``), divide by ``scale_factor`` (w_scale, h_scale), clip to ``ori_shape``
-    (M2IST_CONTRACT.md, "Predictions").
-    """
-    top, left = metainfo['pad_offset']
-    boxes = boxes - boxes.new_tensor([left, top, left, top])
-    if metainfo.get('flip', False):
-        h, w = metainfo['img_shape'][:2]
-        direction = metainfo.get('flip_direction', 'horizontal')
-        if direction in ('horizontal', 'diagonal'):
-            boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
-        if direction in ('vertical', 'diagonal'):
-            boxes = torch.stack([boxes[:, 0], h - boxes[:, 3], boxes[:, 2], h - boxes[:, 1]], 1)
-    sw, sh = metainfo['scale_factor'][:2]
-    boxes = boxes / boxes.new_tensor([sw, sh, sw, sh])
-    oh, ow = metainfo['ori_shape'][:2]
-    return torch.stack([boxes[:, 0].clamp(0, ow), boxes[:, 1].clamp(0, oh),
-                        boxes[:, 2].clamp(0, ow), boxes[:, 3].clamp(0, oh)], dim=1)
 
 
 @MODELS.register_module()
@@ -218,7 +196,9 @@ class M2ISTGrounder(BaseDetector):
     def predict(self, batch_inputs: torch.Tensor, batch_data_samples, rescale: bool = True):
         """Fill ``pred_instances`` (bboxes (1, 4) xyxy, scores (1,) = 1, labels (1,) = 0).
 
-        Boxes are in original image pixels (``rescale=True``) or canvas pixels.
+        Boxes are in original image pixels (``rescale=True``, through the data side's
+        ``canvas_to_original``: the packed ``homography_matrix`` when present, else
+        ``pad_offset`` / ``flip`` / ``scale_factor``) or canvas pixels.
         """
         h, w = batch_inputs.shape[-2:]
         pred = self._forward(batch_inputs, batch_data_samples)

@@ -102,3 +102,23 @@ def test_bad_input_errors(setup, case):
                            '--out-file', str(setup['tmp'] / 'x.png')])
     assert {'missing': 'image not found', 'corrupt': 'cannot decode',
             'empty': 'empty phrase'}[case] in str(err.value)
+
+
+def test_demo_config_test_pipeline_on_a_held_out_photo(tmp_path, capsys):
+    """The demo config's own test pipeline (data side); quokka.jpg is never in the train split."""
+    config = osp.join(ROOT, 'configs', 'm2ist', 'm2ist_minilm-r18_vl-enc2_200i_bundled-refexp.py')
+    cfg = Config.fromfile(config)
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'demo.pth'
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, ckpt)
+    image = osp.join(ROOT, 'data', 'bundled', 'coco', 'images', 'quokka.jpg')
+    out_file = tmp_path / 'quokka.png'
+    _load_tool().main([config, str(ckpt), '--image', image, '--text', 'the quokka',
+                       '--out-file', str(out_file), '--device', 'cpu'])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('{')]
+    assert len(lines) == 1
+    x1, y1, x2, y2 = json.loads(lines[0])['bbox_xyxy']
+    h, w = mmcv.imread(image).shape[:2]
+    assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h
+    assert mmcv.imread(str(out_file)).shape[:2] == (h, w)

@@ -8,23 +8,10 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 
 from mmsidetune.cost.bench import apply_method
-from mmsidetune.grounding import build_pixel_mask, canvas_to_original
+from mmsidetune.grounding import build_pixel_mask
 
 META = dict(ori_shape=(480, 640), img_shape=(240, 320), pad_shape=(320, 320),
             pad_offset=(40, 0), scale_factor=(0.5, 0.5), flip=False)
-
-
-def test_canvas_to_original_by_hand():
-    box = torch.tensor([[10., 50., 100., 200.]])
-    # minus (left=0, top=40) -> [10, 10, 100, 160], / 0.5 -> [20, 20, 200, 320]
-    assert torch.allclose(canvas_to_original(box, META), torch.tensor([[20., 20., 200., 320.]]))
-    flipped = dict(META, flip=True, flip_direction='horizontal')
-    # content width 320: x -> 320 - x: [220, 10, 310, 160] -> / 0.5
-    assert torch.allclose(canvas_to_original(box, flipped),
-                          torch.tensor([[440., 20., 620., 320.]]))
-    # clipped to the original image
-    big = torch.tensor([[-30., 0., 400., 330.]])
-    assert torch.allclose(canvas_to_original(big, META), torch.tensor([[0., 0., 640., 480.]]))
 
 
 def test_predict_returns_boxes_in_original_pixels(build_mini):

@@ -1,0 +1,4 @@
+"""Evaluation; importing registers the metrics in mmengine's root ``METRICS``."""
+from .metrics import GroundingAccuracy
+
+__all__ = ['GroundingAccuracy']
