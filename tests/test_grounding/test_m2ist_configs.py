@@ -1,8 +1,6 @@
-"""The M2IST configs: recipe fields, per-dataset token lengths and checkpoints, two learning
-rates through paramwise_cfg. Dataset bases (configs/m2ist/_base_/datasets/*, from the data side)
-are replaced by empty stand-ins only where they are absent from the checkout."""
-import os.path as osp
-import shutil
+"""The M2IST configs: recipe fields, per-dataset token lengths and checkpoints, model sizes
+that agree with the data side's dataset bases, two learning rates through paramwise_cfg."""
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -21,16 +19,8 @@ DEMO = 'm2ist_minilm-r18_vl-enc2_200i_bundled-refexp.py'
 
 
 @pytest.fixture(scope='module')
-def config_dir(tmp_path_factory):
-    dst = tmp_path_factory.mktemp('configs') / 'm2ist'
-    shutil.copytree(osp.join(ROOT, 'configs', 'm2ist'), dst)
-    names = ['refcoco', 'refcoco+', 'refcocog-umd', 'refcocog-google', 'referit', 'bundled_refexp']
-    for name in names:
-        path = dst / '_base_' / 'datasets' / f'{name}.py'
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text('train_dataloader = dict(batch_size=2)\n')
-    return dst
+def config_dir():
+    return Path(ROOT) / 'configs' / 'm2ist'
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
@@ -43,7 +33,8 @@ def test_full_configs_follow_the_paper_recipe(config_dir, name):
     assert model.backbone.checkpoint == f'checkpoints/{ckpt}'
     assert model.backbone.resnet.depth == 50 and model.backbone.num_layers == 6
     assert model.language_model.max_tokens == model.neck.num_text_tokens == tokens
-    assert model.neck.num_visual_tokens == 400
+    assert model.neck.num_visual_tokens == 400 == (cfg.pad_size // 32)**2
+    assert tokens == cfg.max_text_len  # the data side's value for this dataset
     assert cfg.train_dataloader.batch_size == 8
     assert cfg.train_cfg.max_epochs == epochs
     assert cfg.param_scheduler[0].milestones == [drop] and cfg.param_scheduler[0].gamma == 0.1
@@ -70,4 +61,5 @@ def test_demo_config_builds_with_two_learning_rates(config_dir):
             assert lrs[id(p)] == pytest.approx(expected), name
         else:
             assert id(p) not in lrs, name
-    assert model.neck.num_visual_tokens == 100  # the data side pads the demo to 320 x 320
+    assert model.neck.num_visual_tokens == (cfg.pad_size // 32)**2 == 100
+    assert model.neck.num_text_tokens == cfg.max_text_len
