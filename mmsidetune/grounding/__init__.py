@@ -15,5 +15,6 @@ __all__ = [
     'DETRVisionEncoder', 'BertLanguageModel', 'M3ISASideNetwork', 'M3ISA', 'VEA', 'LEA', 'IEA',
     'GroundingVLEncoder', 'GroundingBoxHead', 'M2ISTGrounder', 'GroundingDataPreprocessor',
     'TUNING_MODES', 'build_pixel_mask', 'convert_transvg_detr',
-    'load_transvg_detr', 'resolve_model_path', 'SerialAdapter', 'TapRecorder', 'attach_serial_adapter'
+    'load_transvg_detr', 'resolve_model_path', 'SerialAdapter', 'TapRecorder',
+    'attach_serial_adapter'
 ]

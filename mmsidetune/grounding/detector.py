@@ -4,7 +4,7 @@ Paper: M2IST, Multi-Modal Interactive Side-Tuning for Efficient Referring Expres
 Comprehension (arXiv 2407.01131); SPEC.md section 2. The base model is TransVG-R50.
 """
 from contextlib import nullcontext
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn

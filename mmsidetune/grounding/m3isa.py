@@ -44,7 +44,7 @@ class _Bottleneck(nn.Module):
 
 
 class VEA(_Bottleneck):
-    """Visual Encoder Adapter: e^v_i = 0.1 W_up ReLU(W_down LN(f_i)); f_i (B, N, dv) -> (B, N, dv)."""
+    """Visual Encoder Adapter: e^v_i = 0.1 W_up ReLU(W_down LN(f_i)); (B, N, dv) -> (B, N, dv)."""
 
 
 class LEA(_Bottleneck):

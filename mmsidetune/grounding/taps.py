@@ -53,7 +53,7 @@ class TapRecorder(nn.Module):
             self._active = False
 
     def taps(self, store: Dict[str, torch.Tensor], prefix: str, num: int) -> List[torch.Tensor]:
-        """``[store[f'{prefix}{i}'] for i < num]``, with a clear error for a tap that never fired."""
+        """``[store[f'{prefix}{i}'] for i < num]``; a clear error for a tap that never fired."""
         missing = [i for i in range(num) if f'{prefix}{i}' not in store]
         if missing:
             raise RuntimeError(f'taps {prefix}{missing} were not recorded: the hooked sub-modules '

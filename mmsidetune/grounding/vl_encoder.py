@@ -1,6 +1,4 @@
 """The visual-linguistic (VL) encoder of TransVG / M2IST, used as the detector's ``neck``."""
-from typing import Optional
-
 import torch
 import torch.nn as nn
 from mmdet.models.layers import DetrTransformerEncoder

@@ -13,12 +13,13 @@ from mmsidetune.grounding import load_transvg_detr
 
 def _transvg_name(ours: str) -> str:
     """Our key -> the key TransVG's detr-r50-*.pth uses (written from TransVG's module names)."""
+    layer = r'transformer.encoder.layers.\1.'
     rules = [(r'^resnet\.', 'backbone.0.body.'),
-             (r'^encoder\.layers\.(\d+)\.self_attn\.attn\.', r'transformer.encoder.layers.\1.self_attn.'),
-             (r'^encoder\.layers\.(\d+)\.ffn\.layers\.0\.0\.', r'transformer.encoder.layers.\1.linear1.'),
-             (r'^encoder\.layers\.(\d+)\.ffn\.layers\.1\.', r'transformer.encoder.layers.\1.linear2.'),
-             (r'^encoder\.layers\.(\d+)\.norms\.0\.', r'transformer.encoder.layers.\1.norm1.'),
-             (r'^encoder\.layers\.(\d+)\.norms\.1\.', r'transformer.encoder.layers.\1.norm2.')]
+             (r'^encoder\.layers\.(\d+)\.self_attn\.attn\.', layer + 'self_attn.'),
+             (r'^encoder\.layers\.(\d+)\.ffn\.layers\.0\.0\.', layer + 'linear1.'),
+             (r'^encoder\.layers\.(\d+)\.ffn\.layers\.1\.', layer + 'linear2.'),
+             (r'^encoder\.layers\.(\d+)\.norms\.0\.', layer + 'norm1.'),
+             (r'^encoder\.layers\.(\d+)\.norms\.1\.', layer + 'norm2.')]
     for pattern, repl in rules:
         if re.match(pattern, ours):
             return re.sub(pattern, repl, ours)
