@@ -20,13 +20,14 @@ from mmengine.runner import Runner, set_random_seed
 from mmengine.utils import ProgressBar
 
 from ..backbones import TUNING_METHODS
+from ..grounding import TUNING_MODES
 from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, cpu_training_bytes,
                          optimizer_state_bytes, parameter_bytes)
 
 __all__ = ['apply_method', 'run_bench', 'write_report', 'format_table', 'GROUNDING_METHODS']
 
 #: methods of an ``M2ISTGrounder`` config, switched through ``model.tuning`` (SPEC.md section 2).
-GROUNDING_METHODS = ('full', 'adapter', 'm2ist')
+GROUNDING_METHODS = TUNING_MODES
 
 
 def _known_methods(cfg: Config) -> Sequence[str]:

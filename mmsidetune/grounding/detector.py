@@ -19,8 +19,8 @@ from .taps import SerialAdapter, attach_serial_adapter
 
 __all__ = ['M2ISTGrounder', 'TUNING_MODES']
 
-#: ``tuning`` values: M2IST side-tuning, plain (serial) adapter-tuning, full fine-tuning.
-TUNING_MODES = ('m2ist', 'adapter', 'full')
+#: ``tuning`` values: full fine-tuning, plain (serial) adapter-tuning, M2IST side-tuning.
+TUNING_MODES = ('full', 'adapter', 'm2ist')
 
 
 @MODELS.register_module()
