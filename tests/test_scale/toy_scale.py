@@ -26,7 +26,8 @@ REPO = osp.dirname(osp.dirname(HERE))
 PYTHON = sys.executable
 
 TOY_BACKBONE = dict(type='E3VASwinTransformer', embed_dims=16, depths=(2, 2, 2, 2),
-                    num_heads=(1, 2, 4, 8), window_size=4, drop_path_rate=0.0, adapter_rank=4)
+                    num_heads=(1, 2, 4, 8), window_size=4, drop_path_rate=0.0, adapter_rank=4,
+                    out_indices=(3, ))
 
 
 @MODELS.register_module()
@@ -90,6 +91,31 @@ class KillDuringSaveHook(Hook):
             os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
 
 
+@HOOKS.register_module()
+class DDPInspectHook(Hook):
+    """After the Runner wrapped the model, write what DDP reduces to ``out`` (JSON, rank 0):
+    the wrapper type, its logging data and the model's trainable / frozen tensor counts."""
+
+    def __init__(self, out: str):
+        self.out = out
+
+    def before_train(self, runner):
+        import json
+        model = runner.model
+        info = dict(wrapper=type(model).__name__)
+        if hasattr(model, '_get_ddp_logging_data'):
+            info.update(model._get_ddp_logging_data())
+            params = list(model.module.parameters())
+            info.update(
+                trainable_tensors=sum(p.requires_grad for p in params),
+                trainable_bytes=sum(p.numel() * p.element_size() for p in params
+                                    if p.requires_grad),
+                frozen_tensors=sum(not p.requires_grad for p in params))
+        if runner.rank == 0:
+            with open(self.out, 'w') as f:
+                json.dump(info, f)
+
+
 def write_config(path: str, max_iters: int = 6, interval: int = 2, batch_size: int = 4,
                  extra: str = '') -> str:
     """Write the toy training config to ``path`` and return it."""
@@ -150,3 +176,11 @@ def mim_train(config: str, work_dir: str, *args, log: str):
 def load(path: str) -> dict:
     """Load one of our own (trusted) mmengine checkpoints."""
     return torch.load(path, map_location='cpu', weights_only=False)
+
+
+
+def build_toy_model() -> ToyTunedClassifier:
+    """The toy model with random init."""
+    model = MODELS.build(dict(type='ToyTunedClassifier', backbone=TOY_BACKBONE))
+    model.init_weights()
+    return model
