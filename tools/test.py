@@ -37,7 +37,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv=None) -> dict:
+    """Run the test; returns the metrics."""
     args = parse_args(argv)
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
@@ -62,7 +63,7 @@ def main(argv=None):
         cfg.load_from = args.checkpoint
         trust_checkpoint(args.checkpoint)  # the user named this file (mmsidetune.utils.checkpoint)
         runner = Runner.from_cfg(cfg)
-    runner.test()
+    return runner.test()
 
 
 if __name__ == '__main__':

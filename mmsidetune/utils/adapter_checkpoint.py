@@ -34,7 +34,7 @@ from .atomic_io import atomic_torch_save
 
 __all__ = ['ADAPTER_FORMAT', 'adapter_state_dict', 'adapter_metadata', 'trunk_fingerprint',
            'save_adapter_checkpoint', 'load_adapter_checkpoint', 'is_adapter_checkpoint',
-           'read_adapter_checkpoint', 'AdapterCheckpointError']
+           'read_adapter_checkpoint', 'pretrained_sources', 'AdapterCheckpointError']
 
 #: Value of the ``format`` field of every adapter-only file.
 ADAPTER_FORMAT = 'mmsidetune.adapter_only.v1'
@@ -99,8 +99,10 @@ def trunk_fingerprint(model: nn.Module) -> Dict[str, str]:
     return dict(trunk_arch_sha256=arch.hexdigest(), trunk_sha256=full.hexdigest())
 
 
-def _pretrained_sources(model: nn.Module) -> Dict[str, str]:
-    """module name -> pretrained checkpoint named by ``init_cfg`` or transformers' name_or_path."""
+def pretrained_sources(model: nn.Module) -> Dict[str, str]:
+    """Module name (``'.'`` for the root) -> the pretrained checkpoint it is built from: the
+    ``checkpoint`` of an ``init_cfg=dict(type='Pretrained')``, or a transformers model's
+    ``name_or_path`` (e.g. ``'bert-base-uncased'`` or a local folder)."""
     sources = {}
     for name, module in model.named_modules():
         cfg = getattr(module, 'init_cfg', None)
@@ -127,7 +129,7 @@ def adapter_metadata(model: nn.Module) -> dict:
         model_type=type(model).__name__,
         backbone_type=type(backbone).__name__ if backbone is not None else None,
         tuning_methods=methods,
-        pretrained=_pretrained_sources(model),
+        pretrained=pretrained_sources(model),
         **trunk_fingerprint(model))
 
 

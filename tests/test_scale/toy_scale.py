@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.hooks import Hook
+from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
-from mmengine.registry import DATASETS, HOOKS, MODELS
+from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS
 from torch.utils.data import Dataset
 
 import mmsidetune  # noqa: F401
@@ -43,7 +44,23 @@ class ToyTunedClassifier(BaseModel):
         logits = self.head(self.backbone(inputs)[-1].mean((2, 3)))
         if mode == 'loss':
             return dict(loss=F.cross_entropy(logits, labels))
+        if mode == 'predict':
+            return [dict(logits=lg, label=int(y)) for lg, y in zip(logits, labels)]
         return logits
+
+
+@METRICS.register_module()
+class ToyLogitMetric(BaseMetric):
+    """``logit_sum``: the float64 sum of every logit (equal sums for equal outputs), ``accuracy``."""
+
+    def process(self, data_batch, data_samples):
+        for s in data_samples:
+            self.results.append((s['logits'].double().sum().item(),
+                                 float(int(s['logits'].argmax()) == s['label'])))
+
+    def compute_metrics(self, results):
+        return dict(logit_sum=sum(r[0] for r in results),
+                    accuracy=sum(r[1] for r in results) / len(results))
 
 
 @DATASETS.register_module()
@@ -117,11 +134,21 @@ class DDPInspectHook(Hook):
 
 
 def write_config(path: str, max_iters: int = 6, interval: int = 2, batch_size: int = 4,
-                 extra: str = '') -> str:
-    """Write the toy training config to ``path`` and return it."""
+                 extra: str = '', pretrained: str = None) -> str:
+    """Write the toy training config to ``path`` and return it; ``pretrained``: a trunk file
+    for the backbone's ``init_cfg``."""
+    backbone = dict(TOY_BACKBONE)
+    if pretrained:
+        backbone['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained)
     text = f'''
 custom_imports = dict(imports=['mmsidetune', 'toy_scale'], allow_failed_imports=False)
-model = dict(type='ToyTunedClassifier', backbone={TOY_BACKBONE!r})
+model = dict(type='ToyTunedClassifier', backbone={backbone!r})
+test_dataloader = dict(
+    batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='ToyImageDataset', length=8))
+test_evaluator = dict(type='ToyLogitMetric')
+test_cfg = dict(type='TestLoop')
 train_dataloader = dict(
     batch_size={batch_size}, num_workers=0,
     sampler=dict(type='InfiniteSampler', shuffle=True),
@@ -179,8 +206,28 @@ def load(path: str) -> dict:
 
 
 
-def build_toy_model() -> ToyTunedClassifier:
-    """The toy model with random init."""
-    model = MODELS.build(dict(type='ToyTunedClassifier', backbone=TOY_BACKBONE))
+def build_toy_model(**backbone) -> ToyTunedClassifier:
+    """The toy model (``backbone`` overrides :data:`TOY_BACKBONE`), after ``init_weights()``."""
+    model = MODELS.build(dict(type='ToyTunedClassifier', backbone={**TOY_BACKBONE, **backbone}))
     model.init_weights()
     return model
+
+
+def write_trunk(path: str, seed: int = 123) -> str:
+    """A "pretrained" trunk file for the toy backbone: mmdet backbone layout, trunk keys only."""
+    torch.manual_seed(seed)
+    backbone = MODELS.build(TOY_BACKBONE)
+    backbone.init_weights()
+    trunk = {k: v for k, v in backbone.state_dict().items() if k.startswith(('patch_embed.', 'stages.'))}
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in trunk.items()}}, path)
+    return path
+
+
+def import_tool(relpath: str):
+    """Import a script under tools/ as a module (to call its ``main(argv)`` in-process)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'tool_' + relpath.replace('/', '_')[:-3], osp.join(REPO, 'tools', relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
