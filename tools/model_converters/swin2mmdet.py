@@ -72,6 +72,7 @@ def _rule(old: str, new: str) -> str:
     parts = [what for what, hit in (('layers->stages', old.startswith('layers.')),
                                     ('attn->attn.w_msa', '.attn.' in old),
                                     ('mlp->ffn', '.mlp.' in old),
+                                    ('PatchMerging unfold order', '.downsample.' in old),
                                     ('proj->projection', old.startswith('patch_embed.proj')))
              if hit]
     return ' + '.join(parts) or 'renamed'
@@ -128,7 +129,8 @@ def main(argv=None) -> OrderedDict:
         for what, keys in (('missing', missing), ('unexpected', unexpected),
                            ('shape mismatch', shapes)):
             if keys:
-                print(f'  {what} ({len(keys)}): {keys}')
+                print(f'  {what} ({len(keys)}): {keys[:20]}'
+                      f'{f" ... and {len(keys) - 20} more" if len(keys) > 20 else ""}')
         sys.exit(f'swin2mmdet: {args.src} does not fit a Swin with {arch}; nothing written')
     atomic_torch_save({'state_dict': OrderedDict(('backbone.' + k, v) for k, v in state.items()),
                        'meta': dict(converted_from=args.src, arch=arch)}, args.dst)
