@@ -61,7 +61,7 @@ class AtomicCheckpointHook(CheckpointHook):
             for auto-resume (``resume=True`` without ``load_from``, ``--resume`` without a
             path) the files under the run's ``work_dir``. Nothing is trusted when not resuming.
             Defaults to True.
-        **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without ``backend_args``
+        *args, **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without ``backend_args``
             and ``file_client_args``, and with a local ``out_dir``, ``backend_args`` defaults to
             ``dict(backend='atomic_local')``.
 
@@ -71,12 +71,12 @@ class AtomicCheckpointHook(CheckpointHook):
                                              max_keep_ckpts=3, save_adapter=True))
     """
 
-    def __init__(self, save_adapter: bool = False, trust_resume: bool = True, **kwargs):
-        out_dir = kwargs.get('out_dir')
+    def __init__(self, *args, save_adapter: bool = False, trust_resume: bool = True, **kwargs):
+        out_dir = kwargs.get('out_dir', args[4] if len(args) > 4 else None)
         local = out_dir is None or '://' not in str(out_dir)
         if local and kwargs.get('backend_args') is None and kwargs.get('file_client_args') is None:
             kwargs['backend_args'] = dict(backend='atomic_local')
-        super().__init__(**kwargs)
+        super().__init__(*args, **kwargs)
         self.save_adapter = save_adapter
         self.trust_resume = trust_resume
 

@@ -176,8 +176,8 @@ def is_adapter_checkpoint(checkpoint: Union[str, dict]) -> bool:
     if isinstance(checkpoint, str):
         if not osp.isfile(checkpoint):
             return False
-        try:
-            checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        try:  # mmap: tensors are not read, only the pickled structure
+            checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True, mmap=True)
         except Exception:  # a full mmengine checkpoint is refused by weights_only: not ours
             return False
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None

@@ -127,7 +127,7 @@ def test_two_cpu_processes_match_one_process(tmp_path, reference_run):
             stdout=out, stderr=subprocess.STDOUT, timeout=240).returncode
     text = open(log).read()
     assert rc == 0, text[-3000:]
-    assert 'unused parameters' not in text and 'find_unused_parameters' not in text
+    assert 'Expected to have finished reduction' not in text  # DDP's unused-parameter error
     with open(inspect) as f:
         info = json.load(f)
     assert info['wrapper'] == 'CPUDistributedDataParallel' and info['world_size'] == 2
