@@ -13,6 +13,7 @@ import json
 import os
 import os.path as osp
 import signal
+import socket
 import subprocess
 import time
 
@@ -119,7 +120,9 @@ def test_two_cpu_processes_match_one_process(tmp_path, reference_run):
     config = toy.write_config(str(tmp_path / 'toy.py'), MAX_ITERS, INTERVAL, batch_size=2,
                               extra=f"custom_hooks = [dict(type='DDPInspectHook', out={inspect!r})]")
     work, log = str(tmp_path / 'work'), str(tmp_path / 'ddp.log')
-    port = str(29500 + os.getpid() % 2000)
+    with socket.socket() as sock:  # a free port for torchrun's rendezvous
+        sock.bind(('127.0.0.1', 0))
+        port = str(sock.getsockname()[1])
     with open(log, 'w') as out:
         rc = subprocess.run(
             ['bash', osp.join(toy.REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir', work],
