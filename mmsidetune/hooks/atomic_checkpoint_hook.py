@@ -17,7 +17,7 @@ __all__ = ['AtomicCheckpointHook']
 
 
 class _DeferredRemovals:
-    """Proxy of a file backend that records ``remove`` / ``rmtree`` calls instead of running them."""
+    """File-backend proxy that records ``remove`` / ``rmtree`` calls instead of running them."""
 
     def __init__(self, backend, calls: List[Tuple[str, str]]):
         self._backend, self._calls = backend, calls
@@ -61,9 +61,9 @@ class AtomicCheckpointHook(CheckpointHook):
             for auto-resume (``resume=True`` without ``load_from``, ``--resume`` without a
             path) the files under the run's ``work_dir``. Nothing is trusted when not resuming.
             Defaults to True.
-        *args, **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without ``backend_args``
-            and ``file_client_args``, and with a local ``out_dir``, ``backend_args`` defaults to
-            ``dict(backend='atomic_local')``.
+        *args, **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without
+            ``backend_args`` and ``file_client_args``, and with a local ``out_dir``,
+            ``backend_args`` defaults to ``dict(backend='atomic_local')``.
 
     Use it from a config::
 
@@ -81,7 +81,8 @@ class AtomicCheckpointHook(CheckpointHook):
         self.trust_resume = trust_resume
 
     def before_run(self, runner) -> None:
-        # Runs before Runner.load_or_resume(); mmengine keeps the resume source in _resume/_load_from.
+        # Runs before Runner.load_or_resume(); the Runner keeps the resume source in
+        # _resume / _load_from (from cfg.resume / cfg.load_from).
         if self.trust_resume and getattr(runner, '_resume', False):
             load_from = getattr(runner, '_load_from', None)
             trust_checkpoint(load_from if load_from is not None else runner.work_dir)

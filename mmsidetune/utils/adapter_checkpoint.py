@@ -42,7 +42,8 @@ ADAPTER_FORMAT = 'mmsidetune.adapter_only.v1'
 
 
 class AdapterCheckpointError(ValueError):
-    """An adapter-only file does not fit the model (keys, shapes or trunk); the message lists how."""
+    """An adapter-only file does not fit the model (keys, shapes or trunk); the message says how.
+    """
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -54,7 +54,7 @@ def atomic_torch_save(obj, path: Union[str, Path]) -> None:
 
 
 def partial_files(folder: str) -> List[str]:
-    """Leftover temporary files of writes killed in ``folder`` (safe to delete when no write runs)."""
+    """Leftover temporary files of killed writes in ``folder`` (delete them when no write runs)."""
     return sorted(glob.glob(osp.join(glob.escape(folder), '.*' + PARTIAL_SUFFIX)))
 
 

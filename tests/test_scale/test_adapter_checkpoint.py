@@ -1,5 +1,5 @@
 """Adapter-only checkpoints: round trip, clear errors, size for E3VA Swin-B, written during
-training by AtomicCheckpointHook, converted from a full checkpoint, and tested with tools/test.py."""
+training by AtomicCheckpointHook, converted from a full checkpoint, tested with tools/test.py."""
 import os
 import os.path as osp
 

@@ -33,7 +33,7 @@ TOY_BACKBONE = dict(type='E3VASwinTransformer', embed_dims=16, depths=(2, 2, 2, 
 
 @MODELS.register_module()
 class ToyTunedClassifier(BaseModel):
-    """Tuned Swin backbone + mean pool + linear head; ``inputs (B, 3, H, W)`` -> ``(B, classes)``."""
+    """Tuned Swin backbone, mean pool, linear head: ``(B, 3, H, W)`` -> ``(B, num_classes)``."""
 
     def __init__(self, backbone: dict, num_classes: int = 3, init_cfg=None):
         super().__init__(data_preprocessor=dict(type='BaseDataPreprocessor'), init_cfg=init_cfg)
@@ -51,7 +51,7 @@ class ToyTunedClassifier(BaseModel):
 
 @METRICS.register_module()
 class ToyLogitMetric(BaseMetric):
-    """``logit_sum``: the float64 sum of every logit (equal sums for equal outputs), ``accuracy``."""
+    """``logit_sum``: float64 sum of every logit (equal sums for equal outputs); ``accuracy``."""
 
     def process(self, data_batch, data_samples):
         for s in data_samples:
@@ -81,7 +81,7 @@ class ToyImageDataset(Dataset):
 
 @HOOKS.register_module()
 class StallHook(Hook):
-    """At iteration ``at_iter`` (1-based, after the checkpoint hook ran) touch ``marker`` and hang."""
+    """After iteration ``at_iter`` (1-based; the checkpoint hook ran) touch ``marker``, hang."""
 
     priority = 'LOWEST'
 
@@ -192,7 +192,7 @@ def train(config: str, work_dir: str, *args, log: str = None, **popen):
 
 
 def mim_train(config: str, work_dir: str, *args, log: str):
-    """``mim train mmdet CONFIG --work-dir DIR ...`` (mmdet's own tools/train.py) in a subprocess."""
+    """``mim train mmdet CONFIG --work-dir DIR ...`` (mmdet's tools/train.py), in a subprocess."""
     mim = osp.join(osp.dirname(PYTHON), 'mim')
     with open(log, 'w') as out:
         return subprocess.run([mim, 'train', 'mmdet', config, '--work-dir', work_dir, *args],
@@ -218,7 +218,8 @@ def write_trunk(path: str, seed: int = 123) -> str:
     torch.manual_seed(seed)
     backbone = MODELS.build(TOY_BACKBONE)
     backbone.init_weights()
-    trunk = {k: v for k, v in backbone.state_dict().items() if k.startswith(('patch_embed.', 'stages.'))}
+    trunk = {k: v for k, v in backbone.state_dict().items()
+             if k.startswith(('patch_embed.', 'stages.'))}
     torch.save({'state_dict': {'backbone.' + k: v for k, v in trunk.items()}}, path)
     return path
 

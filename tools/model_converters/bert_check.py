@@ -1,6 +1,6 @@
 """Check that a transformers BERT folder loads offline, with its tokenizer, as M2IST needs it.
 
-    python tools/model_converters/bert_check.py BERT_DIR [--phrase "man on the left"] [--max-length 20]
+    python tools/model_converters/bert_check.py BERT_DIR [--phrase TEXT] [--max-length 20]
 
 BERT_DIR is a local folder (``config.json``, weights, tokenizer files), e.g. one made with
 ``huggingface-cli download bert-base-uncased --local-dir checkpoints/bert-base-uncased`` on a

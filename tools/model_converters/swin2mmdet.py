@@ -39,7 +39,8 @@ DROPPED = re.compile(r'^(head\.|norm\.)|attn_mask$')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='official Swin checkpoint, e.g. swin_base_patch4_window7_224_22k.pth')
+    parser.add_argument('src', help='official Swin checkpoint, e.g. '
+                        'swin_base_patch4_window7_224_22k.pth')
     parser.add_argument('dst', help='output file (mmdet/mmseg layout)')
     parser.add_argument('--arch', choices=sorted(ARCHS),
                         help='expected architecture (default: read from the file)')
