@@ -17,8 +17,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import (is_adapter_checkpoint, load_adapter_checkpoint,
-                              setup_cpu_distributed, trust_checkpoint)
+from mmsidetune.utils import (AdapterCheckpointError, is_adapter_checkpoint,
+                              load_adapter_checkpoint, setup_cpu_distributed, trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -58,7 +58,10 @@ def main(argv=None) -> dict:
         runner = Runner.from_cfg(cfg)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         model.init_weights()  # the pretrained trunk named by init_cfg
-        load_adapter_checkpoint(model, args.checkpoint)
+        try:
+            load_adapter_checkpoint(model, args.checkpoint)
+        except AdapterCheckpointError as e:
+            sys.exit(f'test: {e}')
     else:
         cfg.load_from = args.checkpoint
         trust_checkpoint(args.checkpoint)  # the user named this file (mmsidetune.utils.checkpoint)

@@ -243,6 +243,11 @@ def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = Tru
             raise AdapterCheckpointError(
                 f'{path} was trained on another trunk architecture (frozen tensor names/shapes '
                 f'differ); it expects the trunk from {meta.get("pretrained")}')
+        if mine['trunk_sha256'] != meta.get('trunk_sha256') and not meta.get('pretrained'):
+            raise AdapterCheckpointError(
+                f'{path} was saved from a model whose trunk came from no pretrained checkpoint '
+                '(random init, no init_cfg): its adapters cannot be put back on another trunk; '
+                'use the full checkpoint')
         if mine['trunk_sha256'] != meta.get('trunk_sha256'):
             raise AdapterCheckpointError(
                 f'{path} was trained on other trunk weights than this model holds; load the '

@@ -84,6 +84,11 @@ def test_clear_errors_for_keys_shapes_and_trunk(tmp_path):
     with pytest.raises(AdapterCheckpointError, match='other trunk weights'):
         load_adapter_checkpoint(random_trunk, path)
 
+    no_trunk = str(tmp_path / 'no_trunk.pth')  # saved from a random-init trunk (no init_cfg)
+    save_adapter_checkpoint(toy.build_toy_model(), no_trunk)
+    with pytest.raises(AdapterCheckpointError, match='no pretrained checkpoint'):
+        load_adapter_checkpoint(toy.build_toy_model(), no_trunk)
+
     other_arch = fresh(window_size=8)  # other relative-position tables: another architecture
     with pytest.raises(AdapterCheckpointError, match='trunk architecture'):
         load_adapter_checkpoint(other_arch, path)
