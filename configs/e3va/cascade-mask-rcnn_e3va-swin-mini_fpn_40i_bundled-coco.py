@@ -138,6 +138,6 @@ optim_wrapper = dict(
 custom_hooks = [dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=max_iters, by_epoch=False))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
