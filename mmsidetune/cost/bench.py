@@ -242,7 +242,7 @@ def run_bench(cfg: Config,
         runs.append(_MethodRun(cfg, method, device, seed))
         if progress:
             p = runs[-1].params
-            print(f'bench: {method:>8}: {runs[-1].cfg.model.backbone.type}, trainable '
+            print(f'bench: {method:>11}: {runs[-1].cfg.model.backbone.type}, trainable '
                   f'{p.trainable / 1e6:.3f} M ({p.trainable_pct:.2f} % of the model, '
                   f'{p.backbone_trainable_pct:.2f} % of the backbone)', flush=True)
     bar = ProgressBar(len(runs) * len(batches)) if progress else None
