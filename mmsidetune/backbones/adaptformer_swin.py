@@ -19,8 +19,8 @@ class AdaptFormerSwinTransformer(TunedSwinTransformer):
         x' ──norm2──► u ──► MLP(u) + s * up(ReLU(down(u))) ──(+ x')──► x_next
 
     A forward hook on ``block.ffn.layers`` adds the :class:`~mmsidetune.adapters.BottleneckAdapter`
-    branch (``up`` zero at init, so the output equals the frozen trunk's). Gradients cross the frozen
-    trunk (it runs with autograd, in eval mode).
+    branch (``up`` zero at init, so the output equals the frozen trunk's). Gradients cross the
+    frozen trunk (it runs with autograd, in eval mode).
 
     Trainable backbone parameters: ``2 d h + h + d`` per block plus the output norms ``2 * d_i``
     (counted, as for E3VA). With ``h = 128``: Swin-B 3,095,296 + 3,840 = 3,099,136 (3.10 M,

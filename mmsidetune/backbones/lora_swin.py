@@ -20,7 +20,8 @@ class LoRASwinTransformer(TunedSwinTransformer):
     the frozen trunk's. Gradients cross the frozen trunk (it runs with autograd, in eval mode).
 
     Trainable backbone parameters: ``r * (d + 3 d)`` (qkv, fused) ``+ r * (d + d)`` (proj)
-    ``= 6 r d`` per block, plus the output norms ``2 * d_i`` (counted, as for E3VA). With ``r = 42``:
+    ``= 6 r d`` per block, plus the output norms ``2 * d_i`` (counted, as for E3VA).
+    With ``r = 42``:
     Swin-B 3,032,064 + 3,840 = 3,035,904 (3.04 M, SPEC 3.03 M);
     Swin-L 4,548,096 + 5,760 = 4,553,856 (4.55 M, SPEC 4.57 M). The papers do not state the rank;
     42 is the rank that meets the published budgets on both trunks.

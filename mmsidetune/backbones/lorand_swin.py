@@ -1,4 +1,5 @@
-"""LoRand baseline (Yin et al., "1% VS 100%", CVPR 2023) on a frozen Swin trunk; SPEC.md section 1."""
+"""LoRand baseline (Yin et al., "1% VS 100%", CVPR 2023) on a frozen Swin trunk; SPEC.md
+section 1."""
 from typing import Optional
 
 import torch.nn as nn
@@ -44,8 +45,9 @@ class LoRandSwinTransformer(SerialAdapterSwinTransformer):
                  adapter_rank: int = 8,
                  adapter_branches: int = 2,
                  **kwargs):
-        self._adapter_args = dict(hidden_ratio=adapter_hidden_ratio, hidden_dims=adapter_hidden_dims,
-                                  rank=adapter_rank, num_branches=adapter_branches)
+        self._adapter_args = dict(hidden_ratio=adapter_hidden_ratio,
+                                  hidden_dims=adapter_hidden_dims, rank=adapter_rank,
+                                  num_branches=adapter_branches)
         super().__init__(**kwargs)
 
     def build_branch_adapter(self, embed_dims: int) -> nn.Module:

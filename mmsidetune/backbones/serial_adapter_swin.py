@@ -3,12 +3,12 @@ and one after the MLP of every Swin block, inside the residual stream.
 
 ::
 
-    x ──norm1──► W-MSA ──► a ──► a + A_attn(a) ──(+ x)──► x' ──norm2──► MLP ──► m ──► m + A_mlp(m) ──(+ x')──► x_next
+    x ─norm1─► W-MSA ─► a ─► a + A_attn(a) ─(+x)─► x' ─norm2─► MLP ─► m ─► m + A_mlp(m) ─(+x')─►
 
 The adapters are attached with forward hooks on ``block.attn`` and ``block.ffn.layers`` (mmdet's
-code is not copied; the trunk's state-dict keys are unchanged). Gradients of every later adapter
-flow back through the frozen trunk, so backward stores the trunk's activations (the memory cost
-E3VA removes).
+code is not copied; the trunk's state-dict keys are unchanged). The loss gradient reaches each
+adapter through the frozen blocks after it, so backward stores the trunk's activations (the memory
+cost E3VA removes).
 """
 from typing import List
 
@@ -25,8 +25,8 @@ class SerialAdapterSwinTransformer(TunedSwinTransformer):
     """Swin with a serial adapter after attention and after MLP in every block (abstract).
 
     Subclasses implement :meth:`build_branch_adapter`. Trainable: the adapters
-    (``adapters.{stage}.{block}.{attn,mlp}``) and the output norms ``norm{i}``; the trunk is frozen in
-    ``__init__`` and kept in eval mode (no DropPath), but runs *with* autograd.
+    (``adapters.{stage}.{block}.{attn,mlp}``) and the output norms ``norm{i}``; the trunk is
+    frozen in ``__init__`` and kept in eval mode (no DropPath), but runs *with* autograd.
 
     Shapes:
         ``(B, 3, H, W)`` -> list of ``(B, C_i, H / s_i, W / s_i)`` for ``i`` in ``out_indices``.
