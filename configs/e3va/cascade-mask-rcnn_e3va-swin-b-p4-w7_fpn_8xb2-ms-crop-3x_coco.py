@@ -6,7 +6,8 @@
 #   mkdir -p checkpoints && wget -P checkpoints \
 #     https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224_22k.pth
 # Data: COCO 2017 under data/coco/ (mmdet layout). Switch method by model.backbone.type:
-# FullSwinTransformer, FrozenSwinTransformer, E3VASwinTransformer.
+# FullSwinTransformer, FrozenSwinTransformer, AdapterSwinTransformer, LoRASwinTransformer,
+# AdaptFormerSwinTransformer, LoRandSwinTransformer, E3VASwinTransformer (docs/methods/).
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
