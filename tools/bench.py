@@ -1,6 +1,6 @@
 """Compare the training cost of tuning methods side by side on one config, in one process.
 
-    python tools/bench.py [CONFIG] --methods full,frozen,e3va --steps N --out-dir DIR
+    python tools/bench.py [CONFIG] --methods all --steps N --img-size 640x480 --out-dir DIR
 
 Prints a table (trainable parameters, memory, step time, ratios to full fine-tuning) and writes
 DIR/bench.json, DIR/bench.md and DIR/bench.png. The default CONFIG is the small E3VA Cascade Mask
@@ -16,10 +16,25 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 
 import mmsidetune  # noqa: F401  (registers the backbones)
+from mmsidetune.backbones import TUNING_METHODS
 from mmsidetune.cost import format_table, run_bench, write_report
 
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'e3va',
                           'cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py')
+
+
+def _img_size(text):
+    """'640x480' -> (640, 480) as (W, H); '512' -> (512, 512)."""
+    parts = text.lower().split('x')
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) <= 0:
+        raise argparse.ArgumentTypeError(f'expected WxH or a single size, got {text!r}')
+    return size
 
 
 def parse_args(argv=None):
@@ -27,11 +42,17 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG, help='mmdet/mmseg config')
     parser.add_argument('--methods', default='full,frozen,e3va',
-                        help="comma-separated methods, or 'all' (default: full,frozen,e3va)")
+                        help="comma-separated methods, or 'all' for the seven "
+                        f"({','.join(TUNING_METHODS)}) (default: full,frozen,e3va)")
     parser.add_argument('--steps', type=int, default=5, help='timed steps per method')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps per method first')
     parser.add_argument('--batch-size', type=int, default=None,
                         help='override train_dataloader.batch_size')
+    parser.add_argument('--img-size', type=_img_size, default=None, metavar='WxH',
+                        help='train on W x H images (e.g. 640x480, or 512 for 512x512): a final '
+                        'Resize(keep_ratio=False) is inserted before packing in the train pipeline')
+    parser.add_argument('--amp', action='store_true',
+                        help="mixed precision with mmengine's AmpOptimWrapper (CUDA only)")
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--seed', type=int, default=0)
@@ -55,7 +76,8 @@ def main(argv=None):
     MMLogger.get_instance('mmsidetune-bench', log_level='ERROR')
     try:
         rows = run_bench(cfg, methods, steps=args.steps, warmup=args.warmup, device=args.device,
-                         batch_size=args.batch_size, seed=args.seed)
+                         batch_size=args.batch_size, seed=args.seed, img_size=args.img_size,
+                         amp=args.amp)
     except ValueError as e:
         sys.exit(f'bench: {e}')
     device = args.device if args.device == 'cpu' else torch.cuda.get_device_name(args.device)
@@ -63,6 +85,9 @@ def main(argv=None):
                 machine=f'{platform.machine()}, {torch.get_num_threads()} threads',
                 torch=torch.__version__, steps=f'{args.warmup} warm-up + {args.steps} timed',
                 batch_size=args.batch_size or cfg.train_dataloader.batch_size,
+                img_size=('%dx%d (W x H, resized before packing)' % args.img_size
+                          if args.img_size else 'as the config pipeline'),
+                amp='AmpOptimWrapper (float16)' if args.amp else 'off (float32)',
                 memory=('saved-for-backward + parameter + gradient + optimizer-state bytes'
                         if args.device == 'cpu' else 'CUDA peak allocated during the step + '
                         'own parameters and optimizer state'))

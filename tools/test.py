@@ -1,6 +1,11 @@
 """Evaluate a checkpoint on a config's test set with mmsidetune loaded.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options K=V ...]
+
+CHECKPOINT is a full mmengine checkpoint, or an adapter-only file
+(mmsidetune.utils.adapter_checkpoint): then the model's pretrained trunk is loaded from the
+config's ``init_cfg`` and the adapters from the file, after checking they belong together.
+Several GPUs: ``tools/dist_test.sh CONFIG CHECKPOINT N`` or ``tools/slurm_test.sh``.
 """
 import argparse
 import os
@@ -8,10 +13,12 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import trust_checkpoint
+from mmsidetune.utils import (AdapterCheckpointError, is_adapter_checkpoint,
+                              load_adapter_checkpoint, setup_cpu_distributed, trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -30,7 +37,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv=None) -> dict:
+    """Run the test; returns the metrics."""
     args = parse_args(argv)
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
@@ -41,9 +49,24 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
-    trust_checkpoint(args.checkpoint)  # the user named this file (see mmsidetune.utils.checkpoint)
-    Runner.from_cfg(cfg).test()
+    try:
+        setup_cpu_distributed(cfg)
+    except ValueError as e:
+        sys.exit(f'test: {e}')
+    if is_adapter_checkpoint(args.checkpoint):
+        cfg.load_from = None
+        runner = Runner.from_cfg(cfg)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.init_weights()  # the pretrained trunk named by init_cfg
+        try:
+            load_adapter_checkpoint(model, args.checkpoint)
+        except AdapterCheckpointError as e:
+            sys.exit(f'test: {e}')
+    else:
+        cfg.load_from = args.checkpoint
+        trust_checkpoint(args.checkpoint)  # the user named this file (mmsidetune.utils.checkpoint)
+        runner = Runner.from_cfg(cfg)
+    return runner.test()
 
 
 if __name__ == '__main__':

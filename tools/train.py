@@ -5,7 +5,8 @@
 The same as mmdet's / mmseg's ``tools/train.py`` (``mim train mmdet CONFIG`` runs mmdet's, which
 loads mmsidetune through the config's ``custom_imports``); this one also works for configs without
 ``custom_imports`` because it imports mmsidetune itself. For several GPUs use
-``torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch``.
+``tools/dist_train.sh CONFIG N`` (torchrun + ``--launcher pytorch``) or ``tools/slurm_train.sh``;
+on machines without CUDA add ``--cfg-options env_cfg.dist_cfg.backend=gloo`` (docs/scale.md).
 """
 import argparse
 import os
@@ -16,7 +17,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import trust_checkpoint
+from mmsidetune.utils import setup_cpu_distributed, trust_checkpoint
 
 
 def parse_args(argv=None):
@@ -67,6 +68,10 @@ def build_config(args) -> Config:
 
 def main(argv=None):
     cfg = build_config(parse_args(argv))
+    try:
+        setup_cpu_distributed(cfg)
+    except ValueError as e:
+        sys.exit(f'train: {e}')
     runner = Runner.from_cfg(cfg)
     runner.train()
 

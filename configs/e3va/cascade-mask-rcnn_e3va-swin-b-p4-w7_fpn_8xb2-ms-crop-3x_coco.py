@@ -6,7 +6,8 @@
 #   mkdir -p checkpoints && wget -P checkpoints \
 #     https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224_22k.pth
 # Data: COCO 2017 under data/coco/ (mmdet layout). Switch method by model.backbone.type:
-# FullSwinTransformer, FrozenSwinTransformer, E3VASwinTransformer.
+# FullSwinTransformer, FrozenSwinTransformer, AdapterSwinTransformer, LoRASwinTransformer,
+# AdaptFormerSwinTransformer, LoRandSwinTransformer, E3VASwinTransformer (docs/methods/).
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
@@ -100,3 +101,7 @@ optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 custom_hooks = [dict(type='TrainingCostHook')]
+
+# Checkpoints survive a kill during save, also written adapter-only (adapter_*.pth, ~1 % of
+# the trunk), and --resume trusts this run's own files (docs/scale.md).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', save_adapter=True))

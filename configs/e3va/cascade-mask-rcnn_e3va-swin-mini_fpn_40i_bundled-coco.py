@@ -2,7 +2,8 @@
 # (data/bundled/coco: Pascal VOC, ARC2017 and imgaug's quokka, 28 real instance masks).
 # Random init, CPU friendly: `mim train mmdet configs/e3va/cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py`
 # and the default config of `tools/bench.py`. Switch method by changing model.backbone.type:
-# FullSwinTransformer, FrozenSwinTransformer, E3VASwinTransformer.
+# FullSwinTransformer, FrozenSwinTransformer, AdapterSwinTransformer, LoRASwinTransformer,
+# AdaptFormerSwinTransformer, LoRandSwinTransformer, E3VASwinTransformer (docs/methods/).
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     'mmdet::_base_/default_runtime.py',
@@ -138,6 +139,6 @@ optim_wrapper = dict(
 custom_hooks = [dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=max_iters, by_epoch=False))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -15,3 +15,7 @@ model = dict(
                       checkpoint='checkpoints/swin_large_patch4_window7_224_22k.pth')))
 custom_hooks = [dict(type='TrainingCostHook')]
 optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
+
+# Checkpoints survive a kill during save, also written adapter-only (adapter_*.pth, ~1 % of
+# the trunk), and --resume trusts this run's own files (docs/scale.md).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', save_adapter=True))

@@ -90,6 +90,6 @@ param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin
 custom_hooks = [dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters))
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

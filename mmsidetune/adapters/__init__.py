@@ -1,4 +1,10 @@
 """Adapter building blocks shared by the tuning methods."""
+from .bottleneck import BottleneckAdapter
 from .dual_lowrank import DualLowRankAdapter, DualLowRankLinear
+from .injection import add_parallel_adapter, add_serial_adapter
+from .lora import LoRAUpdate
 
-__all__ = ['DualLowRankLinear', 'DualLowRankAdapter']
+__all__ = [
+    'DualLowRankLinear', 'DualLowRankAdapter', 'BottleneckAdapter', 'LoRAUpdate',
+    'add_serial_adapter', 'add_parallel_adapter'
+]

@@ -9,6 +9,7 @@ so a ``in -> out`` layer costs ``B * (r * (in + out) + r * r) + out`` parameters
 ``in * out + out``.
 """
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -101,6 +102,8 @@ class DualLowRankAdapter(nn.Module):
         rank (int): Rank of every low-rank factor. Defaults to 8.
         num_branches (int): Low-rank products summed per weight. Defaults to 2.
         act_layer (type[nn.Module]): Activation between the two layers. Defaults to ``nn.GELU``.
+        hidden_dims (int, optional): Fixed bottleneck width; overrides ``hidden_ratio`` (LoRand's
+            Swin-L setting, see ``LoRandSwinTransformer``). Defaults to None.
 
     Shapes:
         ``(..., d)`` -> ``(..., d)``.
@@ -111,15 +114,22 @@ class DualLowRankAdapter(nn.Module):
                  hidden_ratio: float = 0.5,
                  rank: int = 8,
                  num_branches: int = 2,
-                 act_layer: type = nn.GELU):
+                 act_layer: type = nn.GELU,
+                 hidden_dims: Optional[int] = None):
         super().__init__()
-        hidden = int(embed_dims * hidden_ratio)
+        hidden = int(embed_dims * hidden_ratio) if hidden_dims is None else int(hidden_dims)
         if hidden <= 0:
-            raise ValueError(f'DualLowRankAdapter: hidden width {embed_dims} * {hidden_ratio} '
-                             'must be at least 1')
+            raise ValueError(f'DualLowRankAdapter: hidden width (embed_dims {embed_dims} x '
+                             f'hidden_ratio {hidden_ratio}, or hidden_dims {hidden_dims}) must be '
+                             'at least 1')
         self.down = DualLowRankLinear(embed_dims, hidden, rank, num_branches)
         self.act = act_layer()
         self.up = DualLowRankLinear(hidden, embed_dims, rank, num_branches, zero_init=True)
+
+    def reset_parameters(self) -> None:
+        """Re-draw both layers (``up`` zero again)."""
+        self.down.reset_parameters()
+        self.up.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(self.act(self.down(x)))

@@ -113,6 +113,9 @@ class TunedSwinTransformer(SwinTransformer):
         """Modules whose parameters stay trainable when ``freeze_trunk`` is True."""
         return []
 
+    def reset_tuning_parameters(self) -> None:
+        """Re-apply the method's own initialisation after mmdet's random init (default: none)."""
+
     # ----------------------------------------------------------------- shared behaviour
     def out_norms(self) -> List[nn.Module]:
         """The per-stage output norms ``norm{i}`` for ``i`` in ``out_indices``."""
@@ -141,6 +144,9 @@ class TunedSwinTransformer(SwinTransformer):
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             super().init_weights()
+            # mmdet's random init redraws every nn.Linear in self.modules(), the method's own
+            # layers included (a zero-initialised up-projection would stop being zero).
+            self.reset_tuning_parameters()
         else:
             self._load_pretrained(cfg['checkpoint'])
 

@@ -10,7 +10,7 @@ import json
 import os
 import os.path as osp
 import statistics
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -24,7 +24,8 @@ from ..grounding import TUNING_MODES
 from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, cpu_training_bytes,
                          optimizer_state_bytes, parameter_bytes)
 
-__all__ = ['apply_method', 'run_bench', 'write_report', 'format_table', 'GROUNDING_METHODS']
+__all__ = ['apply_method', 'set_img_size', 'use_amp', 'run_bench', 'write_report', 'format_table',
+           'GROUNDING_METHODS']
 
 #: methods of an ``M2ISTGrounder`` config, switched through ``model.tuning`` (SPEC.md section 2).
 GROUNDING_METHODS = TUNING_MODES
@@ -61,6 +62,67 @@ def apply_method(cfg: Config, method: str) -> Config:
     backbone.type = TUNING_METHODS[method]
     if method != 'full':
         backbone.pop('frozen_stages', None)
+    return cfg
+
+
+def set_img_size(cfg: Config, size: Tuple[int, int]) -> Config:
+    """Return a copy of ``cfg`` whose training images are ``size = (W, H)`` pixels.
+
+    Every ``pipeline`` under ``train_dataloader.dataset`` (wrappers such as ``RepeatDataset`` and
+    ``ConcatDataset`` included) gets a final ``Resize(scale=(W, H), keep_ratio=False)`` just before
+    its ``Pack*Inputs`` transform, after the config's own resizes and crops, so boxes, masks and
+    label maps are resized with the image. A ``model.data_preprocessor.size`` (mmseg's fixed
+    padding size) is set to ``(H, W)``.
+
+    Raises:
+        ValueError: for a non-positive size, or a train pipeline without a ``Pack*Inputs`` step.
+    """
+    w, h = (int(v) for v in size)
+    if w <= 0 or h <= 0:
+        raise ValueError(f'image size must be positive, got {w}x{h}')
+    cfg = copy.deepcopy(cfg)
+    found = []
+
+    def _visit(node):
+        if isinstance(node, dict):
+            pipeline = node.get('pipeline')
+            if isinstance(pipeline, list):
+                packs = [i for i, t in enumerate(pipeline)
+                         if str(t.get('type', '')).split('.')[-1].startswith('Pack')]
+                if not packs:
+                    raise ValueError('--img-size: a train pipeline has no Pack*Inputs transform '
+                                     'to insert the resize before')
+                pipeline.insert(packs[0], dict(type='Resize', scale=(w, h), keep_ratio=False))
+                found.append(pipeline)
+            for value in node.values():
+                _visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                _visit(value)
+
+    _visit(cfg.train_dataloader.dataset)
+    if not found:
+        raise ValueError('--img-size: no pipeline found under train_dataloader.dataset')
+    preprocessor = cfg.model.get('data_preprocessor')
+    if preprocessor is not None and preprocessor.get('size') is not None:
+        preprocessor.size = (h, w)
+    return cfg
+
+
+def use_amp(cfg: Config, device: str) -> Config:
+    """Return a copy of ``cfg`` training with mmengine's ``AmpOptimWrapper`` (float16 autocast,
+    dynamic loss scaling).
+
+    Raises:
+        ValueError: on a CPU device: mmengine 0.10's ``AmpOptimWrapper`` asserts that CUDA (or an
+            NPU/MLU/MUSA) is available, so mixed precision is measured on GPUs only.
+    """
+    if not device.startswith('cuda'):
+        raise ValueError('--amp needs --device cuda: mmengine\'s AmpOptimWrapper refuses to run '
+                         'without a GPU (it asserts CUDA/NPU/MLU/MUSA availability)')
+    cfg = copy.deepcopy(cfg)
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     return cfg
 
 
@@ -147,7 +209,9 @@ def run_bench(cfg: Config,
               device: str = 'cpu',
               batch_size: Optional[int] = None,
               seed: int = 0,
-              progress: bool = True) -> List[Dict]:
+              progress: bool = True,
+              img_size: Optional[Tuple[int, int]] = None,
+              amp: bool = False) -> List[Dict]:
     """Train each method ``warmup + steps`` iterations on the same batches; return one row each.
 
     Args:
@@ -158,6 +222,8 @@ def run_bench(cfg: Config,
         steps: timed steps per method (median reported). warmup: untimed steps first.
         device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
         batch_size: override ``train_dataloader.batch_size``.
+        img_size: train on ``(W, H)`` images (see :func:`set_img_size`).
+        amp: mixed precision with mmengine's ``AmpOptimWrapper`` (CUDA only, see :func:`use_amp`).
 
     Returns:
         Rows with ``method``, ``trainable_params``, ``trainable_pct`` (% of the model),
@@ -168,7 +234,8 @@ def run_bench(cfg: Config,
         (to the ``full`` row; ``None`` when ``full`` was not run).
 
     Raises:
-        ValueError: for unknown methods, ``steps < 1`` or CUDA requested but unavailable.
+        ValueError: for unknown methods, ``steps < 1``, CUDA requested but unavailable, ``amp``
+            on CPU, or an ``img_size`` that cannot be applied.
     """
     known = _known_methods(cfg)
     if list(methods) == ['all']:
@@ -180,6 +247,10 @@ def run_bench(cfg: Config,
         raise ValueError(f'steps must be >= 1 and warmup >= 0, got {steps}, {warmup}')
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError('--device cuda requested but torch.cuda.is_available() is False')
+    if amp:
+        cfg = use_amp(cfg, device)
+    if img_size is not None:
+        cfg = set_img_size(cfg, img_size)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     # Python, numpy and torch RNGs (augmentations, RoI sampling): the same batches and the same
     # byte counts on every run.
@@ -190,7 +261,7 @@ def run_bench(cfg: Config,
         runs.append(_MethodRun(cfg, method, device, seed))
         if progress:
             p = runs[-1].params
-            print(f'bench: {method:>8}: {runs[-1].cfg.model.backbone.type}, trainable '
+            print(f'bench: {method:>11}: {runs[-1].cfg.model.backbone.type}, trainable '
                   f'{p.trainable / 1e6:.3f} M ({p.trainable_pct:.2f} % of the model, '
                   f'{p.backbone_trainable_pct:.2f} % of the backbone)', flush=True)
     bar = ProgressBar(len(runs) * len(batches)) if progress else None

@@ -6,9 +6,11 @@ pickles into every checkpoint (``UnpicklingError ... HistoryBuffer``): ``--resum
 checkpoint of a finished run fail. The upstream fix is unreleased.
 
 :func:`trust_checkpoint` records paths the user named (``tools/test.py CHECKPOINT``,
-``tools/train.py --resume [CKPT]`` and its ``work_dir``). mmengine's local loader is replaced by
-one that unpickles *only those* files fully (``weights_only=False``) and keeps torch's safe
-default for every other file. Unpickling runs code from the file: trust only your own files.
+``tools/train.py --resume [CKPT]`` and its ``work_dir``; with ``mim train ... --resume`` the
+config's :class:`~mmsidetune.hooks.AtomicCheckpointHook` does the same). mmengine's local loader
+is replaced by one that unpickles *only those* files fully (``weights_only=False``) and keeps
+torch's safe default for every other file. Unpickling runs code from the file: trust only your
+own files.
 """
 import os.path as osp
 from typing import Set

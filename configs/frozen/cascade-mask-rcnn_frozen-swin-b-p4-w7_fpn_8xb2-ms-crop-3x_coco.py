@@ -1,0 +1,7 @@
+# Frozen backbone: the Swin trunk is a fixed feature extractor; neck and heads train.
+# Cascade Mask R-CNN, Swin-B, COCO 3x multi-scale + crop: the E3VA config of the same setup
+# (recipe, data, pretrained trunk); only model.backbone.type changes.
+# Reported (SPEC.md section 1): 43.5 / 38.6, 7137 MB.
+_base_ = '../e3va/cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_8xb2-ms-crop-3x_coco.py'
+
+model = dict(backbone=dict(type='FrozenSwinTransformer'))

@@ -1,0 +1,7 @@
+# LoRA: rank-42 updates on every qkv and proj linear layer.
+# Cascade Mask R-CNN, Swin-B, COCO 3x multi-scale + crop: the E3VA config of the same setup
+# (recipe, data, pretrained trunk); only model.backbone.type changes.
+# Reported (SPEC.md section 1): 51.2 / 44.3, 11975 MB.
+_base_ = '../e3va/cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_8xb2-ms-crop-3x_coco.py'
+
+model = dict(backbone=dict(type='LoRASwinTransformer'))

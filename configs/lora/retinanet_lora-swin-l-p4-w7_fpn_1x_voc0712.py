@@ -1,0 +1,7 @@
+# LoRA: rank-42 updates on every qkv and proj linear layer.
+# RetinaNet, Swin-L, Pascal VOC07+12: the E3VA config of the same setup
+# (recipe, data, pretrained trunk); only model.backbone.type changes.
+# Reported (SPEC.md section 1): 87.5 AP, 10127 MB.
+_base_ = '../e3va/retinanet_e3va-swin-l-p4-w7_fpn_1x_voc0712.py'
+
+model = dict(backbone=dict(type='LoRASwinTransformer'))

@@ -1,0 +1,127 @@
+"""A CheckpointHook whose checkpoints survive a kill during save, and that can write adapter-only
+files and trust the run's own checkpoints on resume."""
+import os
+import os.path as osp
+from contextlib import contextmanager
+from typing import List, Tuple
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+
+from ..utils.adapter_checkpoint import save_adapter_checkpoint
+from ..utils.atomic_io import partial_files
+from ..utils.checkpoint import trust_checkpoint
+
+__all__ = ['AtomicCheckpointHook']
+
+
+class _DeferredRemovals:
+    """File-backend proxy that records ``remove`` / ``rmtree`` calls instead of running them."""
+
+    def __init__(self, backend, calls: List[Tuple[str, str]]):
+        self._backend, self._calls = backend, calls
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def remove(self, path):
+        self._calls.append(('remove', path))
+
+    def rmtree(self, path):
+        self._calls.append(('rmtree', path))
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` that never loses the last good checkpoint.
+
+    What mmengine 0.10.7's ``CheckpointHook`` does, and what this subclass changes:
+
+    * It writes ``iter_N.pth`` in place (``open(path, 'wb')``): a kill during the write leaves a
+      truncated file under the real name (and overwrites a good file of the same name). Here the
+      write goes through the registered ``atomic_local`` file backend
+      (:class:`~mmsidetune.utils.atomic_io.AtomicLocalBackend`): a hidden ``.partial`` file,
+      ``fsync``, then ``os.replace``.
+    * With ``max_keep_ckpts`` (and for ``save_best``) it deletes the oldest checkpoint *before*
+      writing the new one, so a kill during the save can leave no checkpoint at all. Here
+      deletions run only after the new file is complete.
+    * ``last_checkpoint`` is written by mmengine after the checkpoint file is complete, so it
+      never names a partial file (unchanged).
+
+    Leftover ``.partial`` files of a killed save are deleted in ``before_train``.
+
+    Args:
+        save_adapter (bool): Also write ``adapter_<name>`` (e.g. ``adapter_iter_40.pth``) next to
+            every checkpoint: the trainable tensors only, see
+            :mod:`mmsidetune.utils.adapter_checkpoint`. Defaults to False.
+        trust_resume (bool): When the run resumes, let the checkpoint it resumes from be fully
+            unpickled (mmengine's own checkpoints need it under torch >= 2.6, see
+            :mod:`mmsidetune.utils.checkpoint`): the file named by ``resume``/``load_from``, or
+            for auto-resume (``resume=True`` without ``load_from``, ``--resume`` without a
+            path) the files under the run's ``work_dir``. Nothing is trusted when not resuming.
+            Defaults to True.
+        *args, **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without
+            ``backend_args`` and ``file_client_args``, and with a local ``out_dir``,
+            ``backend_args`` defaults to ``dict(backend='atomic_local')``.
+
+    Use it from a config::
+
+        default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1000,
+                                             max_keep_ckpts=3, save_adapter=True))
+    """
+
+    def __init__(self, *args, save_adapter: bool = False, trust_resume: bool = True, **kwargs):
+        out_dir = kwargs.get('out_dir', args[4] if len(args) > 4 else None)
+        local = out_dir is None or '://' not in str(out_dir)
+        if local and kwargs.get('backend_args') is None and kwargs.get('file_client_args') is None:
+            kwargs['backend_args'] = dict(backend='atomic_local')
+        super().__init__(*args, **kwargs)
+        self.save_adapter = save_adapter
+        self.trust_resume = trust_resume
+
+    def before_run(self, runner) -> None:
+        # Runs before Runner.load_or_resume(); the Runner keeps the resume source in
+        # _resume / _load_from (from cfg.resume / cfg.load_from).
+        if self.trust_resume and getattr(runner, '_resume', False):
+            load_from = getattr(runner, '_load_from', None)
+            trust_checkpoint(load_from if load_from is not None else runner.work_dir)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if is_main_process() and osp.isdir(str(self.out_dir)):
+            for path in partial_files(str(self.out_dir)):
+                runner.logger.warning(f'removing the partial file of a killed save: {path}')
+                os.remove(path)
+
+    @contextmanager
+    def _removals_after_save(self):
+        """Run the parent's checkpoint deletions only once the new checkpoint is complete."""
+        backend, calls = self.file_backend, []
+        self.file_backend = _DeferredRemovals(backend, calls)
+        try:
+            yield
+        finally:
+            self.file_backend = backend
+        for kind, path in calls:  # not reached when the save raised: old files stay
+            getattr(backend, kind)(path)
+            adapter = self._adapter_path(path)
+            if backend.isfile(adapter):
+                backend.remove(adapter)
+
+    @staticmethod
+    def _adapter_path(ckpt_path: str) -> str:
+        folder, name = osp.split(ckpt_path)
+        return osp.join(folder, 'adapter_' + name)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        with self._removals_after_save():
+            super()._save_checkpoint_with_step(runner, step, meta)
+            if self.save_adapter and is_main_process():
+                path = self._adapter_path(self.last_ckpt)
+                save_adapter_checkpoint(runner.model, path, extra_meta=dict(meta))
+                runner.logger.info(f'adapter-only checkpoint saved to {path}')
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        with self._removals_after_save():
+            super()._save_best_checkpoint(runner, metrics)

@@ -1,0 +1,78 @@
+"""Every config under configs/ (all folders but ``_base_``) builds its model; the paper configs
+train exactly their method's backbone-side budget (SPEC.md section 1) with the right recipe."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from mmsidetune.backbones import TUNING_METHODS
+
+CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
+CONFIGS = sorted(
+    p for p in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
+    if '_base_' not in osp.relpath(p, CONFIG_DIR).split(osp.sep))
+# Trainable backbone-side parameters (output norms included), SPEC.md section 1 (V-PETL Bench).
+BUDGETS = {
+    'adapter': dict(b=3.11e6, l=4.66e6),
+    'lora': dict(b=3.03e6, l=4.57e6),
+    'adaptformer': dict(b=3.11e6, l=4.66e6),
+    'lorand': dict(b=1.20e6, l=1.31e6),
+    'e3va': dict(b=1.20e6, l=1.79e6),
+}
+PAPER = re.compile(r'_(?P<method>[a-z0-9]+)-swin-(?P<size>[bl])-p4-w7_')
+PRETRAINED = dict(b='checkpoints/swin_base_patch4_window7_224_22k.pth',
+                  l='checkpoints/swin_large_patch4_window7_224_22k.pth')
+
+
+@pytest.fixture
+def skip_random_init(monkeypatch):
+    """Counting needs shapes, not values: skip the random draws (most of a Swin-L build's time)."""
+    for name in ('uniform_', 'normal_', 'kaiming_uniform_', 'kaiming_normal_', 'xavier_uniform_',
+                 'xavier_normal_', 'trunc_normal_', 'orthogonal_'):
+        monkeypatch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+
+
+def test_every_paper_setup_has_every_method():
+    names = {osp.basename(p) for p in CONFIGS}
+    setups = {PAPER.sub('_{}-swin-\\g<size>-p4-w7_', n) for n in names if PAPER.search(n)}
+    assert len(setups) == 5  # COCO Swin-B, COCO Swin-L, VOC det, ADE20K, VOC seg
+    for setup in setups:
+        for method in TUNING_METHODS:
+            assert setup.format(method) in names, setup.format(method)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, CONFIG_DIR))
+def test_config_builds(path, skip_random_init):
+    cfg = Config.fromfile(path)
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    model = registry.build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    folder = osp.basename(osp.dirname(path))
+    if folder in TUNING_METHODS:  # configs/<method>/ holds that method only
+        assert type(model.backbone).__name__ == TUNING_METHODS[folder]
+    match = PAPER.search(osp.basename(path))
+    if not match:
+        return
+    method, size = match.group('method'), match.group('size')
+    assert folder == method
+    backbone = model.backbone
+    trainable = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
+    if method == 'full':
+        assert trainable == sum(p.numel() for p in backbone.parameters())
+        assert cfg.model.backbone.drop_path_rate > 0  # full fine-tuning keeps stochastic depth
+    elif method == 'frozen':
+        assert trainable == 0
+    else:
+        budget = BUDGETS[method][size]
+        assert abs(trainable - budget) / budget < 0.02, (trainable, budget)
+    # the recipe: official 22k trunk, optimizer over trainable parameters only, every trainable
+    # parameter used (no find_unused_parameters)
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=PRETRAINED[size])
+    assert cfg.optim_wrapper.constructor == 'TrainableOptimWrapperConstructor'
+    assert not cfg.get('find_unused_parameters', False)
