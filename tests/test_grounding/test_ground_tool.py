@@ -106,7 +106,7 @@ def test_bad_input_errors(setup, case):
 
 def test_demo_config_test_pipeline_on_a_held_out_photo(tmp_path, capsys):
     """The demo config's own test pipeline (data side); quokka.jpg is never in the train split."""
-    config = osp.join(ROOT, 'configs', 'm2ist', 'm2ist_minilm-r18_vl-enc2_200i_bundled-refexp.py')
+    config = osp.join(ROOT, 'configs', 'm2ist', 'm2ist_minilm-r18_vl-enc2_1000i_bundled-refexp.py')
     cfg = Config.fromfile(config)
     init_default_scope('mmdet')
     torch.manual_seed(0)

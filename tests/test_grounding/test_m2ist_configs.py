@@ -15,7 +15,7 @@ CONFIGS = {
     'm2ist_r50-bert-base_8xb8-90e_refcocog-google.py': ('detr-r50-gref.pth', 40, 90, 60),
     'm2ist_r50-bert-base_8xb8-90e_referit.py': ('detr-r50-referit.pth', 20, 90, 60),
 }
-DEMO = 'm2ist_minilm-r18_vl-enc2_200i_bundled-refexp.py'
+DEMO = 'm2ist_minilm-r18_vl-enc2_1000i_bundled-refexp.py'
 
 
 @pytest.fixture(scope='module')
@@ -46,11 +46,14 @@ def test_full_configs_follow_the_paper_recipe(config_dir, name):
     assert (hook.save_best, hook.rule) == ('Acc@0.5', 'greater')
 
 
-def test_demo_config_builds_with_two_learning_rates(config_dir):
+def test_paper_schedule_gives_two_learning_rates(config_dir):
+    """The paper schedule on the small model: adapters at 1e-5, the rest that trains at 1e-4,
+    frozen encoders absent from the optimizer."""
+    schedule = Config.fromfile(str(config_dir / '_base_' / 'schedules' / 'm2ist_adamw-step_90e.py'))
     cfg = Config.fromfile(str(config_dir / DEMO))
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)
-    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    wrapper = build_optim_wrapper(model, schedule.optim_wrapper)
     lrs = {}
     for group in wrapper.optimizer.param_groups:
         for p in group['params']:
@@ -61,5 +64,11 @@ def test_demo_config_builds_with_two_learning_rates(config_dir):
             assert lrs[id(p)] == pytest.approx(expected), name
         else:
             assert id(p) not in lrs, name
+
+
+def test_demo_config_sizes_agree_with_its_data(config_dir):
+    cfg = Config.fromfile(str(config_dir / DEMO))
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
     assert model.neck.num_visual_tokens == (cfg.pad_size // 32)**2 == 100
     assert model.neck.num_text_tokens == cfg.max_text_len

@@ -26,7 +26,8 @@ param_scheduler = [
 ]
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='Acc@0.5',
+        type='AtomicCheckpointHook', interval=1, max_keep_ckpts=2, save_best='Acc@0.5',
+        save_adapter=True,
         rule='greater'))
 # 64 images per iteration in the paper: 8 GPUs x 8.
 auto_scale_lr = dict(enable=False, base_batch_size=64)
