@@ -40,6 +40,9 @@ def is_trusted_checkpoint(path: str) -> bool:
 def _load_local(filename: str, map_location=None):
     """mmengine's local loader, with ``weights_only=False`` for trusted files only.
 
+    Other files get torch's own default (``weights_only=True`` since torch 2.6), so torch's
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` still applies to them (``mim test ... --checkpoint``).
+
     Raises:
         FileNotFoundError: if ``filename`` does not exist.
     """
@@ -47,4 +50,4 @@ def _load_local(filename: str, map_location=None):
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return torch.load(filename, map_location=map_location,
-                      weights_only=not is_trusted_checkpoint(filename))
+                      weights_only=False if is_trusted_checkpoint(filename) else None)

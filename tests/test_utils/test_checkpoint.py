@@ -29,3 +29,12 @@ def test_untrusted_file_is_refused_trusted_file_loads(tmp_path):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'none.pth'))
+
+
+def test_torch_force_no_weights_only_load_still_applies_to_other_files(tmp_path, monkeypatch):
+    """``mim test ... --checkpoint`` relies on torch's variable; the plugin must not override it."""
+    path = str(tmp_path / 'c.pth')
+    _mmengine_like_checkpoint(path)
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert isinstance(loaded['message_hub'], HistoryBuffer)
