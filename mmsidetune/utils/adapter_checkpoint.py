@@ -24,6 +24,7 @@ weights_only=True)``, so sharing it is safe (unlike mmengine's full checkpoints,
 """
 import hashlib
 import os.path as osp
+import pickle
 from collections import OrderedDict
 from typing import Dict, List, Optional, Union
 
@@ -186,7 +187,9 @@ def is_adapter_checkpoint(checkpoint: Union[str, dict]) -> bool:
             return False
         try:  # mmap: tensors are not read, only the pickled structure
             checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True, mmap=True)
-        except Exception:  # a full mmengine checkpoint is refused by weights_only: not ours
+        except pickle.UnpicklingError:  # a full mmengine checkpoint is refused: not ours
+            return False
+        except RuntimeError:  # not a torch zip file (legacy or damaged): loaders decide
             return False
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     return isinstance(meta, dict) and meta.get('format') == ADAPTER_FORMAT
