@@ -21,6 +21,7 @@ class _Snapshot(Hook):
 def test_train_then_val_on_bundled_expressions(tmp_path):
     cfg = Config.fromfile(DEMO)
     cfg.work_dir = str(tmp_path)
+    cfg.visualizer.name = f'visualizer-{tmp_path.name}'  # one per name and process in mmengine
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=4)
     cfg.param_scheduler = []
     cfg.default_hooks.logger.interval = 2

@@ -16,6 +16,9 @@ SEG_DEMO = 'upernet_e3va-swin-mini_40i_bundled-seg-384x384.py'
 def _train(config, work_dir, batch_size):
     cfg = Config.fromfile(config)
     cfg.work_dir = str(work_dir)
+    # mmengine keeps one visualizer per name for the whole process: a name of its own, or
+    # scalars.json goes to the work_dir of an earlier Runner built by another test
+    cfg.visualizer.name = f'visualizer-{osp.basename(str(work_dir))}'
     cfg.train_cfg.max_iters = 3
     cfg.train_cfg.val_interval = 1000  # no validation in this test
     cfg.train_dataloader.batch_size = batch_size
