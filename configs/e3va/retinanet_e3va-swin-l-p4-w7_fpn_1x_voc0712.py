@@ -51,3 +51,4 @@ optim_wrapper = dict(
             'norm': dict(decay_mult=0.),
         }))
 custom_hooks = [dict(type='TrainingCostHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', save_adapter=True))

@@ -51,3 +51,4 @@ param_scheduler = [
 ]
 train_dataloader = dict(batch_size=2)
 custom_hooks = [dict(type='TrainingCostHook')]
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', save_adapter=True))

@@ -55,12 +55,12 @@ class AtomicCheckpointHook(CheckpointHook):
         save_adapter (bool): Also write ``adapter_<name>`` (e.g. ``adapter_iter_40.pth``) next to
             every checkpoint: the trainable tensors only, see
             :mod:`mmsidetune.utils.adapter_checkpoint`. Defaults to False.
-        trust_resume (bool): When the run resumes, let the checkpoint it resumes from be fully
-            unpickled (mmengine's own checkpoints need it under torch >= 2.6, see
-            :mod:`mmsidetune.utils.checkpoint`): the file named by ``resume``/``load_from``, or
-            for auto-resume (``resume=True`` without ``load_from``, ``--resume`` without a
-            path) the files under the run's ``work_dir``. Nothing is trusted when not resuming.
-            Defaults to True.
+        trust_loaded (bool): Let the checkpoint this run loads be fully unpickled (mmengine's
+            own checkpoints need it under torch >= 2.6, see :mod:`mmsidetune.utils.checkpoint`):
+            the file named by ``load_from`` / ``resume`` (``--resume CKPT``,
+            ``mim test ... --checkpoint CKPT``, a config's ``load_from``), or, for auto-resume
+            (``--resume`` without a path), the files under the run's ``work_dir``. No other file
+            is trusted. Defaults to True.
         *args, **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without
             ``backend_args`` and ``file_client_args``, and with a local ``out_dir``,
             ``backend_args`` defaults to ``dict(backend='atomic_local')``.
@@ -71,21 +71,25 @@ class AtomicCheckpointHook(CheckpointHook):
                                              max_keep_ckpts=3, save_adapter=True))
     """
 
-    def __init__(self, *args, save_adapter: bool = False, trust_resume: bool = True, **kwargs):
+    def __init__(self, *args, save_adapter: bool = False, trust_loaded: bool = True, **kwargs):
         out_dir = kwargs.get('out_dir', args[4] if len(args) > 4 else None)
         local = out_dir is None or '://' not in str(out_dir)
         if local and kwargs.get('backend_args') is None and kwargs.get('file_client_args') is None:
             kwargs['backend_args'] = dict(backend='atomic_local')
         super().__init__(*args, **kwargs)
         self.save_adapter = save_adapter
-        self.trust_resume = trust_resume
+        self.trust_loaded = trust_loaded
 
     def before_run(self, runner) -> None:
-        # Runs before Runner.load_or_resume(); the Runner keeps the resume source in
-        # _resume / _load_from (from cfg.resume / cfg.load_from).
-        if self.trust_resume and getattr(runner, '_resume', False):
-            load_from = getattr(runner, '_load_from', None)
-            trust_checkpoint(load_from if load_from is not None else runner.work_dir)
+        # mmengine calls before_run before Runner.load_or_resume() in train(), val() and test();
+        # the Runner keeps the source in _load_from / _resume (cfg.load_from / cfg.resume).
+        if not self.trust_loaded:
+            return
+        load_from = getattr(runner, '_load_from', None)
+        if load_from is not None:
+            trust_checkpoint(load_from)
+        elif getattr(runner, '_resume', False):
+            trust_checkpoint(runner.work_dir)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)

@@ -6,8 +6,9 @@ pickles into every checkpoint (``UnpicklingError ... HistoryBuffer``): ``--resum
 checkpoint of a finished run fail. The upstream fix is unreleased.
 
 :func:`trust_checkpoint` records paths the user named (``tools/test.py CHECKPOINT``,
-``tools/train.py --resume [CKPT]`` and its ``work_dir``; with ``mim train ... --resume`` the
-config's :class:`~mmsidetune.hooks.AtomicCheckpointHook` does the same). mmengine's local loader
+``tools/train.py --resume [CKPT]`` and its ``work_dir``; with ``mim train ... --resume`` and
+``mim test ... --checkpoint`` the config's :class:`~mmsidetune.hooks.AtomicCheckpointHook` does
+the same). mmengine's local loader
 is replaced by one that unpickles *only those* files fully (``weights_only=False``) and keeps
 torch's safe default for every other file. Unpickling runs code from the file: trust only your
 own files.

@@ -86,3 +86,12 @@ def test_config_builds(path, skip_random_init):
     assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=PRETRAINED[size])
     assert cfg.optim_wrapper.constructor == 'TrainableOptimWrapperConstructor'
     assert not cfg.get('find_unused_parameters', False)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, CONFIG_DIR))
+def test_checkpoints_are_atomic_and_loadable(path):
+    """Every config saves through AtomicCheckpointHook: no half-written checkpoint replaces a
+    good one, and `mim train --resume` / `mim test --checkpoint` can load mmengine's own files."""
+    hook = Config.fromfile(path).default_hooks.checkpoint
+    assert hook.type == 'AtomicCheckpointHook'
+    assert hook.get('trust_loaded', True)
