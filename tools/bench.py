@@ -41,9 +41,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG, help='mmdet/mmseg config')
-    parser.add_argument('--methods', default='full,frozen,e3va',
-                        help="comma-separated methods, or 'all' for the seven "
-                        f"({','.join(TUNING_METHODS)}) (default: full,frozen,e3va)")
+    parser.add_argument('--methods', default='all',
+                        help="comma-separated methods, or 'all' (the default): the seven Swin "
+                        f"methods ({','.join(TUNING_METHODS)}), or full,adapter,m2ist for an "
+                        'M2IST config')
     parser.add_argument('--steps', type=int, default=5, help='timed steps per method')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps per method first')
     parser.add_argument('--batch-size', type=int, default=None,

@@ -75,11 +75,17 @@ def set_img_size(cfg: Config, size: Tuple[int, int]) -> Config:
     padding size) is set to ``(H, W)``.
 
     Raises:
-        ValueError: for a non-positive size, or a train pipeline without a ``Pack*Inputs`` step.
+        ValueError: for a non-positive size, a train pipeline without a ``Pack*Inputs`` step, or
+            a grounding (``M2ISTGrounder``) config, whose canvas size is fixed by its model
+            (``neck.num_visual_tokens``) and set with ``GroundingPad`` in the config instead.
     """
     w, h = (int(v) for v in size)
     if w <= 0 or h <= 0:
         raise ValueError(f'image size must be positive, got {w}x{h}')
+    if cfg.model.get('type') == 'M2ISTGrounder':
+        raise ValueError('--img-size does not apply to M2IST configs: the padded canvas '
+                         '(GroundingPad size) fixes the number of visual tokens the VL encoder '
+                         'is built for; change pad_size and neck.num_visual_tokens in the config')
     cfg = copy.deepcopy(cfg)
     found = []
 
