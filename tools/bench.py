@@ -17,7 +17,7 @@ from mmengine.logging import MMLogger
 
 import mmsidetune  # noqa: F401  (registers the backbones)
 from mmsidetune.backbones import TUNING_METHODS
-from mmsidetune.cost import format_table, run_bench, write_report
+from mmsidetune.cost import BenchError, format_table, run_bench, write_report
 
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'e3va',
                           'cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py')
@@ -71,15 +71,14 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-    # mmengine logs every parameter's init and optimizer option (and a warning per frozen one):
-    # keep the console to the
+    # mmengine logs every parameter's init and optimizer option: keep the console to the
     # per-method lines, the progress bar and the table.
     MMLogger.get_instance('mmsidetune-bench', log_level='ERROR')
     try:
         rows = run_bench(cfg, methods, steps=args.steps, warmup=args.warmup, device=args.device,
                          batch_size=args.batch_size, seed=args.seed, img_size=args.img_size,
                          amp=args.amp)
-    except ValueError as e:
+    except BenchError as e:  # bad input; anything else keeps its traceback
         sys.exit(f'bench: {e}')
     device = args.device if args.device == 'cpu' else torch.cuda.get_device_name(args.device)
     meta = dict(config=osp.relpath(args.config), device=device,

@@ -48,7 +48,7 @@ def _test_pipeline(cfg: Config) -> list:
     return pipeline
 
 
-def ground(cfg: Config, model, image_path: str, text: str, device: str) -> DetDataSample:
+def ground(cfg: Config, model, image_path: str, text: str) -> DetDataSample:
     """One (image, phrase) through the test pipeline and the model; returns the data sample with
     ``pred_instances.bboxes`` (1, 4) xyxy in pixels of the image file."""
     img = mmcv.imread(image_path)
@@ -86,7 +86,7 @@ def main(argv=None):
     load_checkpoint(model, args.checkpoint, map_location='cpu', logger='silent')
     model.to(args.device).eval()
 
-    pred = ground(cfg, model, args.image, args.text, args.device).pred_instances
+    pred = ground(cfg, model, args.image, args.text).pred_instances
     box = [round(float(v), 2) for v in pred.bboxes[0].cpu()]
     print(json.dumps(dict(bbox_xyxy=box, text=args.text, image=args.image)))
 

@@ -1,7 +1,9 @@
 # Full fine-tuning: every backbone parameter trains (drop_path kept).
 # UperNet, Swin-L, ADE20K 160k 512x512: the E3VA config of the same setup
-# (recipe, data, pretrained trunk); only model.backbone.type changes.
+# (recipe, data, pretrained trunk); model.backbone.type changes, and no adapter-only files
+# are written (nothing is frozen: such a file would be the whole model).
 # Reported (SPEC.md section 1): 52.10 mIoU.
 _base_ = '../e3va/upernet_e3va-swin-l-p4-w7_8xb2-160k_ade20k-512x512.py'
 
 model = dict(backbone=dict(type='FullSwinTransformer'))
+default_hooks = dict(checkpoint=dict(save_adapter=False))

@@ -5,6 +5,7 @@ Used by ``tools/bench.py``. For each method the backbone ``type`` of the config 
 config, and warm-up then timed training steps run on the *same* real batches, with methods
 interleaved step by step so that machine noise hits them alike (SPEC.md section 3).
 """
+import contextlib
 import copy
 import json
 import os
@@ -21,11 +22,12 @@ from mmengine.utils import ProgressBar
 
 from ..backbones import TUNING_METHODS
 from ..grounding import TUNING_MODES
+from ..utils.atomic_io import atomic_write_bytes
 from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, cpu_training_bytes,
                          optimizer_state_bytes, parameter_bytes)
 
-__all__ = ['apply_method', 'set_img_size', 'use_amp', 'run_bench', 'write_report', 'format_table',
-           'GROUNDING_METHODS']
+__all__ = ['BenchError', 'apply_method', 'set_img_size', 'use_amp', 'run_bench', 'write_report',
+           'format_table', 'GROUNDING_METHODS']
 
 #: methods of an ``M2ISTGrounder`` config, switched through ``model.tuning`` (SPEC.md section 2).
 GROUNDING_METHODS = TUNING_MODES
@@ -35,6 +37,11 @@ def _known_methods(cfg: Config) -> Sequence[str]:
     if cfg.model.get('type') == 'M2ISTGrounder':
         return GROUNDING_METHODS
     return list(TUNING_METHODS)
+
+
+class BenchError(ValueError):
+    """Bad bench input (method, config, sizes, device): ``tools/bench.py`` prints it in one line;
+    any other error keeps its traceback."""
 
 
 def apply_method(cfg: Config, method: str) -> Config:
@@ -48,7 +55,7 @@ def apply_method(cfg: Config, method: str) -> Config:
             this package can tune.
     """
     if method not in _known_methods(cfg):
-        raise ValueError(f'unknown method {method!r}; known: {sorted(_known_methods(cfg))}')
+        raise BenchError(f'unknown method {method!r}; known: {sorted(_known_methods(cfg))}')
     cfg = copy.deepcopy(cfg)
     if cfg.model.get('type') == 'M2ISTGrounder':
         cfg.model.tuning = method
@@ -57,10 +64,12 @@ def apply_method(cfg: Config, method: str) -> Config:
     swin_types = set(TUNING_METHODS.values()) | {'SwinTransformer', 'mmdet.SwinTransformer',
                                                  'mmseg.SwinTransformer'}
     if backbone is None or backbone.get('type') not in swin_types:
-        raise ValueError('bench switches methods through model.backbone.type, which must be a Swin '
+        raise BenchError('bench switches methods through model.backbone.type, which must be a Swin '
                          f"backbone ({sorted(swin_types)}); got {backbone and backbone.get('type')}")
     backbone.type = TUNING_METHODS[method]
-    if method != 'full':
+    if method != 'full' and backbone.get('frozen_stages', -1) == -1:
+        # mmdet's default (nothing frozen) is implied by the frozen trunk; any other value is
+        # left in place, and the tuned backbone refuses it with its own error.
         backbone.pop('frozen_stages', None)
     return cfg
 
@@ -81,9 +90,9 @@ def set_img_size(cfg: Config, size: Tuple[int, int]) -> Config:
     """
     w, h = (int(v) for v in size)
     if w <= 0 or h <= 0:
-        raise ValueError(f'image size must be positive, got {w}x{h}')
+        raise BenchError(f'image size must be positive, got {w}x{h}')
     if cfg.model.get('type') == 'M2ISTGrounder':
-        raise ValueError('--img-size does not apply to M2IST configs: the padded canvas '
+        raise BenchError('--img-size does not apply to M2IST configs: the padded canvas '
                          '(GroundingPad size) fixes the number of visual tokens the VL encoder '
                          'is built for; change pad_size and neck.num_visual_tokens in the config')
     cfg = copy.deepcopy(cfg)
@@ -96,7 +105,7 @@ def set_img_size(cfg: Config, size: Tuple[int, int]) -> Config:
                 packs = [i for i, t in enumerate(pipeline)
                          if str(t.get('type', '')).split('.')[-1].startswith('Pack')]
                 if not packs:
-                    raise ValueError('--img-size: a train pipeline has no Pack*Inputs transform '
+                    raise BenchError('--img-size: a train pipeline has no Pack*Inputs transform '
                                      'to insert the resize before')
                 pipeline.insert(packs[0], dict(type='Resize', scale=(w, h), keep_ratio=False))
                 found.append(pipeline)
@@ -108,7 +117,7 @@ def set_img_size(cfg: Config, size: Tuple[int, int]) -> Config:
 
     _visit(cfg.train_dataloader.dataset)
     if not found:
-        raise ValueError('--img-size: no pipeline found under train_dataloader.dataset')
+        raise BenchError('--img-size: no pipeline found under train_dataloader.dataset')
     preprocessor = cfg.model.get('data_preprocessor')
     if preprocessor is not None and preprocessor.get('size') is not None:
         preprocessor.size = (h, w)
@@ -124,7 +133,7 @@ def use_amp(cfg: Config, device: str) -> Config:
             NPU/MLU/MUSA) is available, so mixed precision is measured on GPUs only.
     """
     if not device.startswith('cuda'):
-        raise ValueError('--amp needs --device cuda: mmengine\'s AmpOptimWrapper refuses to run '
+        raise BenchError('--amp needs --device cuda: mmengine\'s AmpOptimWrapper refuses to run '
                          'without a GPU (it asserts CUDA/NPU/MLU/MUSA availability)')
     cfg = copy.deepcopy(cfg)
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -140,7 +149,7 @@ def _collect_batches(cfg: Config, num: int, batch_size: Optional[int], seed: int
     loader_cfg.persistent_workers = False
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
     if len(loader.dataset) == 0:  # an infinite sampler would wait forever for a first batch
-        raise ValueError('the train_dataloader dataset is empty (check data_root, ann_file and '
+        raise BenchError('the train_dataloader dataset is empty (check data_root, ann_file and '
                          'filter_cfg)')
     batches, it = [], iter(loader)
     while len(batches) < num:
@@ -177,7 +186,13 @@ class _MethodRun:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
-        with timer.measure(), SavedTensorMeter(exclude=self.model.parameters()) as meter:
+        # CPU memory is computed from the saved-for-backward bytes, so the meter runs in every
+        # step there (a Python call per saved tensor: small next to a CPU step). On CUDA the
+        # allocator gives memory; the meter runs only in the untimed warm-up steps, so it does
+        # not slow the timed ones.
+        count_saved = not cuda or not record
+        meter = SavedTensorMeter(exclude=self.model.parameters()) if count_saved else None
+        with timer.measure(), (meter if meter is not None else contextlib.nullcontext()):
             log_vars = self.model.train_step(batch, self.optim_wrapper)
         if cuda:
             # Other methods' models share the device: count this step's growth plus this
@@ -186,9 +201,10 @@ class _MethodRun:
                       optimizer_state_bytes(self.optim_wrapper))
         else:
             memory = cpu_training_bytes(self.model, self.optim_wrapper, meter.bytes)
+        if meter is not None and (record or cuda):
+            self.saved_bytes.append(meter.bytes)
         if record:
             self.memory_bytes.append(memory)
-            self.saved_bytes.append(meter.bytes)
             self.step_ms.append(timer.ms)
             self.losses.append(float(log_vars['loss'].detach()))
 
@@ -203,7 +219,7 @@ class _MethodRun:
             backbone_trainable_params=p.backbone_trainable,
             backbone_trainable_pct=p.backbone_trainable_pct,
             memory_mb=max(self.memory_bytes) / MB,
-            saved_for_backward_mb=max(self.saved_bytes) / MB,
+            saved_for_backward_mb=(max(self.saved_bytes) / MB if self.saved_bytes else None),
             step_ms=statistics.median(self.step_ms),
             final_loss=self.losses[-1])
 
@@ -248,11 +264,11 @@ def run_bench(cfg: Config,
         methods = list(known)
     unknown = [m for m in methods if m not in known]
     if unknown or not methods:
-        raise ValueError(f'unknown methods {unknown}; known: {sorted(known)}')
+        raise BenchError(f'unknown methods {unknown}; known: {sorted(known)}')
     if steps < 1 or warmup < 0:
-        raise ValueError(f'steps must be >= 1 and warmup >= 0, got {steps}, {warmup}')
+        raise BenchError(f'steps must be >= 1 and warmup >= 0, got {steps}, {warmup}')
     if device.startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError('--device cuda requested but torch.cuda.is_available() is False')
+        raise BenchError('--device cuda requested but torch.cuda.is_available() is False')
     if amp:
         cfg = use_amp(cfg, device)
     if img_size is not None:
@@ -312,9 +328,7 @@ def write_report(rows: List[Dict], out_dir: str, meta: Optional[Dict] = None) ->
     table = (table + '\n\n' if table else '') + format_table(rows) + '\n'
     # Each file is written whole under a temporary name, then renamed: never a half-written report.
     for key, text in (('json', json.dumps(rows, indent=2) + '\n'), ('md', table)):
-        with open(paths[key] + '.tmp', 'w') as f:
-            f.write(text)
-        os.replace(paths[key] + '.tmp', paths[key])
+        atomic_write_bytes(text.encode(), paths[key])
     tmp_png = paths['png'][:-len('.png')] + '.tmp.png'  # matplotlib picks the format by extension
     _plot(rows, tmp_png, title=(meta or {}).get('config', ''))
     os.replace(tmp_png, paths['png'])

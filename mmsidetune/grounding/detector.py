@@ -147,10 +147,9 @@ class M2ISTGrounder(BaseDetector):
     def _pixel_mask(self, inputs: torch.Tensor, data_samples) -> torch.Tensor:
         masks = [getattr(s, 'pixel_mask', None) for s in data_samples]
         if any(m is None for m in masks):
-            if not all(m is None for m in masks):
-                raise ValueError('some data samples have a pixel_mask and some do not')
-            # No data preprocessor mask (tensor mode on raw tensors): no padding.
-            return inputs.new_zeros((inputs.shape[0], ) + inputs.shape[2:], dtype=torch.bool)
+            raise ValueError('a data sample has no pixel_mask: M2ISTGrounder needs '
+                             'GroundingDataPreprocessor, which builds it from img_shape and '
+                             'pad_offset (the padding must not be attended)')
         return torch.stack(masks).to(inputs.device)
 
     def extract_feat(self, inputs: torch.Tensor, data_samples) -> torch.Tensor:

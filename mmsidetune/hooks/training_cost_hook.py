@@ -1,6 +1,5 @@
 """Hook that reports what training costs: trainable parameters, peak memory and step time."""
 import json
-import os
 import os.path as osp
 import statistics
 import time
@@ -12,6 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from ..cost import MB, SavedTensorMeter, count_parameters, cpu_training_bytes, unwrap_model
+from ..utils.atomic_io import atomic_write_bytes
 
 __all__ = ['TrainingCostHook']
 
@@ -128,7 +128,5 @@ class TrainingCostHook(Hook):
                 f'trainable {p.trainable_pct:.2f} % of the model, '
                 f'{p.backbone_trainable_pct:.2f} % of the backbone')
         if is_main_process():  # written whole, then renamed: never a half-written file
-            path = osp.join(runner.work_dir, 'cost_summary.json')
-            with open(path + '.tmp', 'w') as f:
-                json.dump(summary, f, indent=2)
-            os.replace(path + '.tmp', path)
+            atomic_write_bytes(json.dumps(summary, indent=2).encode(),
+                               osp.join(runner.work_dir, 'cost_summary.json'))

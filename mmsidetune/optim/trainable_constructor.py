@@ -16,6 +16,8 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     them with one warning per parameter (hundreds for a frozen Swin). This constructor skips any
     sub-module whose parameters are all frozen and logs one line with the count, so the
     optimizer's param groups hold exactly the method's trainable set (issue 3, part 3).
+    A frozen parameter inside a module that also holds trainable ones is left out by mmengine's own
+    rule (with its warning).
     ``paramwise_cfg`` (``custom_keys``, ``norm_decay_mult``...) applies as in mmengine.
 
     Use it from a config::
@@ -30,8 +32,7 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                    is_dcn_module: Optional[Union[int, float]] = None) -> None:
         own = list(module.parameters())
         if own and not any(p.requires_grad for p in own):
-            self._num_frozen += sum(p.numel() for p in own)
-            return
+            return  # a wholly frozen sub-module: skipped silently
         super().add_params(params, module, prefix, is_dcn_module)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
@@ -39,7 +40,6 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if not any(p.requires_grad for p in inner.parameters()):
             raise ValueError(f'{type(inner).__name__} has no parameter with requires_grad=True: '
                              'nothing to optimise')
-        self._num_frozen = 0
         if not self.paramwise_cfg:
             # mmengine would pass model.parameters(); route through add_params instead, which
             # applies no rule when paramwise_cfg is empty but drops the frozen parameters.
@@ -50,6 +50,7 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 self.paramwise_cfg = {}
         else:
             wrapper = super().__call__(model)
-        print_log(f'{type(self).__name__}: {self._num_frozen} frozen parameters left out of the '
+        num_frozen = sum(p.numel() for p in inner.parameters() if not p.requires_grad)
+        print_log(f'{type(self).__name__}: {num_frozen} frozen parameters left out of the '
                   'optimizer', logger='current')
         return wrapper

@@ -60,6 +60,8 @@ def test_bad_input():
     bad[0]['pred_instances']['bboxes'] = torch.zeros(0, 4)
     with pytest.raises(ValueError, match='no predicted box'):
         metric.process(None, bad)
+    with pytest.raises(ValueError, match='no predictions'):
+        GroundingAccuracy().compute_metrics([])
 
 
 def _worker(rank, world_size, port, queue):

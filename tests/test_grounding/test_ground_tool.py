@@ -1,5 +1,5 @@
-"""tools/ground.py on a real bundled photo with a stand-in test pipeline (mmdet transforms; the
-data side's grounding pipeline replaces it in the real configs) and a random small M2IST."""
+"""tools/ground.py on a real bundled photo with the grounding test pipeline (resize, centred pad)
+and a random small M2IST."""
 import importlib.util
 import json
 import os.path as osp
@@ -8,20 +8,10 @@ import mmcv
 import pytest
 import torch
 from conftest import MINI_MODEL, ROOT
-from mmcv.transforms import BaseTransform
 from mmengine.config import Config
-from mmengine.registry import MODELS, TRANSFORMS, init_default_scope
+from mmengine.registry import MODELS, init_default_scope
 
 IMAGE = osp.join(ROOT, 'data', 'bundled', 'coco', 'images', 'voc.jpg')
-
-
-@TRANSFORMS.register_module(force=True)
-class _TopLeftPadOffset(BaseTransform):
-    """mmdet's Pad puts the content at the top-left corner."""
-
-    def transform(self, results):
-        results['pad_offset'] = (0, 0)
-        return results
 
 
 def _load_tool():
@@ -37,12 +27,10 @@ def setup(tmp_path_factory):
     cfg = Config.fromfile(MINI_MODEL)
     cfg.test_dataloader = dict(dataset=dict(pipeline=[
         dict(type='LoadImageFromFile'),
+        dict(type='mmdet.LoadAnnotations', with_bbox=True),
         dict(type='mmdet.Resize', scale=(320, 320), keep_ratio=True),
-        dict(type='mmdet.Pad', size=(320, 320)),
-        dict(type='_TopLeftPadOffset'),
-        dict(type='mmdet.PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'pad_shape',
-                        'scale_factor', 'text', 'pad_offset')),
+        dict(type='GroundingPad', size=(320, 320), random_offset=False),
+        dict(type='PackGroundingInputs'),
     ]))
     config = tmp / 'm2ist_test.py'
     cfg.dump(str(config))
@@ -67,17 +55,20 @@ def test_prints_one_json_line_and_draws(setup, capsys):
     scale = 320 / max(h, w)
     tensor = torch.from_numpy(mmcv.imresize(img, (round(w * scale), round(h * scale)))
                               ).permute(2, 0, 1)
+    top = (320 - tensor.shape[1]) // 2  # GroundingPad centres the content at test time
     canvas = torch.zeros(3, 320, 320, dtype=torch.uint8)
-    canvas[:, :tensor.shape[1], :tensor.shape[2]] = tensor
+    canvas[:, top:top + tensor.shape[1], :tensor.shape[2]] = tensor
     model = setup['model']
-    data = model.data_preprocessor(dict(inputs=[canvas], data_samples=None), False)
     from mmdet.structures import DetDataSample
-    sample = DetDataSample()
+    sample = DetDataSample(metainfo=dict(img_shape=tuple(tensor.shape[1:]), pad_offset=(top, 0),
+                                         pad_shape=(320, 320)))
     sample.text = 'the person on the left'
+    data = model.data_preprocessor(dict(inputs=[canvas], data_samples=[sample]), False)
     with torch.no_grad():
-        pred = model._forward(data['inputs'], [sample])[0]
+        pred = model._forward(data['inputs'], data['data_samples'])[0]
     cx, cy, bw, bh = (pred * 320).tolist()
     sx, sy = tensor.shape[2] / w, tensor.shape[1] / h
+    cy -= top
     expected = [max(0, (cx - bw / 2) / sx), max(0, (cy - bh / 2) / sy),
                 min(w, (cx + bw / 2) / sx), min(h, (cy + bh / 2) / sy)]
     assert box == pytest.approx(expected, abs=0.5)

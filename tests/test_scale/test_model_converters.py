@@ -43,8 +43,11 @@ def test_swin2mmdet_converts_and_lists_keys(official, tmp_path, capsys):
     assert sorted(converted) == sorted('backbone.' + k for k in trunk)
     assert all(torch.equal(converted['backbone.' + k], v) for k, v in trunk.items())
     # the file loads as a pretrained trunk (mmsidetune's loader, which checks trunk keys)
-    MODELS.build(dict(type='E3VASwinTransformer', **SMALL,
-                      init_cfg=dict(type='Pretrained', checkpoint=dst))).init_weights()
+    loaded = MODELS.build(dict(type='E3VASwinTransformer', **SMALL,
+                               init_cfg=dict(type='Pretrained', checkpoint=dst)))
+    loaded.init_weights()
+    own = loaded.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in trunk.items())
 
 
 def test_swin2mmdet_fails_listing_missing_and_unexpected(official, tmp_path, capsys):

@@ -127,7 +127,8 @@ def test_two_cpu_processes_match_one_process(tmp_path, reference_run):
     with open(log, 'w') as out:
         rc = subprocess.run(
             ['bash', osp.join(toy.REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir', work],
-            cwd=toy.REPO, env=dict(toy.env(), PYTHON=toy.PYTHON, PORT=port),
+            cwd=toy.REPO, env=dict(toy.env(), PYTHON=toy.PYTHON, PORT=port,
+                     CUDA_VISIBLE_DEVICES=''),  # the CPU (gloo) path, on any machine
             stdout=out, stderr=subprocess.STDOUT, timeout=240).returncode
     text = open(log).read()
     assert rc == 0, text[-3000:]

@@ -20,8 +20,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import (adapter_state_dict, pretrained_sources, save_adapter_checkpoint,
-                              trunk_fingerprint, trust_checkpoint)
+from mmsidetune.utils import (pretrained_sources, save_adapter_checkpoint, trunk_fingerprint,
+                              trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -71,10 +71,9 @@ def main(argv=None) -> dict:
                  'model (was the trunk trained, or does the config name another trunk?)')
     meta = save_adapter_checkpoint(model, args.out,
                                    extra_meta=dict(source_checkpoint=osp.abspath(args.checkpoint)))
-    state = adapter_state_dict(model)
     full_bytes = sum(v.numel() * v.element_size() for v in model.state_dict().values())
     print(f'{meta["model_type"]} ({meta["tuning_methods"] or "no tuned backbone"}): '
-          f'{len(state)} trainable tensors, {_mb(os.path.getsize(args.out))} written to '
+          f'{len(meta["params"])} trainable tensors, {_mb(os.path.getsize(args.out))} written to '
           f'{args.out} (model weights {_mb(full_bytes)}, checkpoint '
           f'{_mb(os.path.getsize(args.checkpoint))})')
     print(f'trunk: {pretrained or "not named in init_cfg"}; '

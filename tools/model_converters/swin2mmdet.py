@@ -14,6 +14,7 @@ shape-mismatched key is listed and the tool exits with status 1. The classificat
 final ``norm`` and the precomputed ``attn_mask`` buffers of the release are dropped (listed).
 """
 import argparse
+import pickle
 import re
 import sys
 from collections import Counter, OrderedDict
@@ -90,9 +91,11 @@ def main(argv=None) -> OrderedDict:
             ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
     except FileNotFoundError:
         sys.exit(f'swin2mmdet: {args.src} not found')
-    except Exception as e:  # noqa: BLE001  (torch's refusal names the pickled class)
+    except pickle.UnpicklingError as e:  # torch's refusal names the pickled class
         sys.exit(f'swin2mmdet: cannot read {args.src} with weights_only=True ({e}); '
                  'pass --trust if you trust the file')
+    except RuntimeError as e:  # not a torch file, or a truncated / damaged one
+        sys.exit(f'swin2mmdet: cannot read {args.src}: {e}')
     official = ckpt.get('model', ckpt) if isinstance(ckpt, dict) else ckpt
     if not any(k.startswith('layers.') for k in official):
         sys.exit(f'swin2mmdet: {args.src} is not in the official Swin layout (no "layers." keys); '

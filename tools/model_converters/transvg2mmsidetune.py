@@ -10,7 +10,6 @@ weights-only file ``{'state_dict': {'backbone.<key>': tensor}, 'meta': ...}``. U
 ``model.backbone.checkpoint`` (or as ``load_from``).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -19,6 +18,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmsidetune  # noqa: F401  (registers the modules)
 from mmsidetune.grounding.transvg import CONVERTER_TAG, convert_transvg_detr, load_transvg_detr
+from mmsidetune.utils.atomic_io import atomic_torch_save
 
 
 def parse_args(argv=None):
@@ -41,7 +41,7 @@ def main(argv=None):
     state = ckpt.get('model', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         sys.exit(f'transvg2mmsidetune: {args.src} holds no state dict')
-    mapped, ignored, unexpected = convert_transvg_detr(state, args.prefix)
+    mapped, ignored, _ = convert_transvg_detr(state, args.prefix)  # unexpected: checked below
     for target in sorted(mapped):
         print(f'mapped  -> backbone.{target}  {tuple(mapped[target].shape)}')
     for key in ignored:
@@ -55,10 +55,9 @@ def main(argv=None):
         sys.exit(f'transvg2mmsidetune: {e}')
     out = dict(state_dict={f'backbone.{k}': v.clone() for k, v in mapped.items()},
                meta=dict(converter=CONVERTER_TAG, source=osp.basename(args.src)))
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(out, args.dst)
-    print(f'transvg2mmsidetune: {len(mapped)} tensors mapped, {len(ignored)} ignored, '
-          f'{len(unexpected)} unexpected -> {args.dst}')
+    atomic_torch_save(out, args.dst)  # never a half-written DST
+    print(f'transvg2mmsidetune: {len(mapped)} tensors mapped, {len(ignored)} ignored '
+          f'-> {args.dst}')
 
 
 if __name__ == '__main__':

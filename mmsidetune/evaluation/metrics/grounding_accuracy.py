@@ -53,6 +53,9 @@ class GroundingAccuracy(BaseMetric):
             self.results.append((sample.get('split', ''), iou >= self.iou_thr))
 
     def compute_metrics(self, results: List) -> Dict[str, float]:
+        if not results:
+            raise ValueError('GroundingAccuracy: no predictions to evaluate (the evaluation '
+                             'dataset is empty)')
         splits = OrderedDict()
         for split, hit in results:
             splits.setdefault(split, []).append(hit)
