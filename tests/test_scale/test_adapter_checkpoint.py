@@ -161,3 +161,15 @@ def test_full_to_adapter_converter(trained, tmp_path, capsys):
     with pytest.raises(SystemExit, match='differs from the pretrained trunk'):
         toy.import_tool('model_converters/full_to_adapter.py').main(
             [config, full, out, '--cfg-options', f'model.backbone.init_cfg.checkpoint={other}'])
+
+
+def test_hook_removes_adapter_files_with_their_checkpoints(tmp_path):
+    """max_keep_ckpts=1: each older iter_N.pth goes, and its adapter_iter_N.pth with it."""
+    trunk = toy.write_trunk(str(tmp_path / 'trunk.pth'))
+    config = toy.write_config(str(tmp_path / 'toy.py'), max_iters=3, interval=1, pretrained=trunk,
+                              extra=("default_hooks.update(checkpoint=dict("
+                                     "type='AtomicCheckpointHook', interval=1, by_epoch=False, "
+                                     "max_keep_ckpts=1, save_adapter=True))"))
+    work = tmp_path / 'work'
+    toy.import_tool('train.py').main([config, '--work-dir', str(work)])
+    assert sorted(p.name for p in work.glob('*.pth')) == ['adapter_iter_3.pth', 'iter_3.pth']
