@@ -100,7 +100,7 @@ optim_wrapper = dict(
         }),
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 
 # Checkpoints survive a kill during save, also written adapter-only (adapter_*.pth, ~1 % of
 # the trunk), and --resume trusts this run's own files (docs/scale.md).

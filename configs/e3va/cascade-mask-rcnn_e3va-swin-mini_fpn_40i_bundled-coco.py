@@ -136,7 +136,7 @@ optim_wrapper = dict(
             'relative_position_bias_table': dict(decay_mult=0.),
             'norm': dict(decay_mult=0.)
         }))
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
     checkpoint=dict(type='AtomicCheckpointHook', interval=max_iters, by_epoch=False))

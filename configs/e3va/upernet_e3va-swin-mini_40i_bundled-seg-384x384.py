@@ -87,7 +87,7 @@ optim_wrapper = dict(
             'norm': dict(decay_mult=0.)
         }))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
     checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters))

@@ -12,6 +12,7 @@ from mmengine.registry import HOOKS
 from ..utils.adapter_checkpoint import save_adapter_checkpoint
 from ..utils.atomic_io import partial_files
 from ..utils.checkpoint import trust_checkpoint
+from .check_invalid_loss_hook import NonFiniteError, non_finite_tensors
 
 __all__ = ['AtomicCheckpointHook']
 
@@ -48,6 +49,11 @@ class AtomicCheckpointHook(CheckpointHook):
       deletions run only after the new file is complete.
     * ``last_checkpoint`` is written by mmengine after the checkpoint file is complete, so it
       never names a partial file (unchanged).
+
+    * It saves whatever the model holds. Here a model with a NaN / inf weight or buffer is not
+      saved: :class:`~mmsidetune.hooks.NonFiniteError` names the checkpoint and the tensors, and
+      no older checkpoint is deleted (the first line of defence is
+      :class:`~mmsidetune.hooks.FiniteLossHook`, which stops the run before such a step).
 
     Leftover ``.partial`` files of a killed save are deleted in ``before_train``.
 
@@ -118,7 +124,16 @@ class AtomicCheckpointHook(CheckpointHook):
         folder, name = osp.split(ckpt_path)
         return osp.join(folder, 'adapter_' + name)
 
+    def _refuse_non_finite(self, runner, what: str) -> None:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        bad = non_finite_tensors(model.state_dict())
+        if bad:
+            raise NonFiniteError(
+                f'not saving {what}: {len(bad)} model tensors hold '
+                f'NaN or inf, first: {bad[:5]}; the previous checkpoints are kept')
+
     def _save_checkpoint_with_step(self, runner, step, meta):
+        self._refuse_non_finite(runner, f'the checkpoint of iteration/epoch {step}')
         with self._removals_after_save():
             super()._save_checkpoint_with_step(runner, step, meta)
             if self.save_adapter and is_main_process():
@@ -127,5 +142,6 @@ class AtomicCheckpointHook(CheckpointHook):
                 runner.logger.info(f'adapter-only checkpoint saved to {path}')
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        self._refuse_non_finite(runner, 'the best checkpoint')
         with self._removals_after_save():
             super()._save_best_checkpoint(runner, metrics)
