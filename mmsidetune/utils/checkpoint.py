@@ -22,7 +22,12 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
-           'read_checkpoint_file']
+           'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
+           'OPTIONAL_KEY_SUFFIXES']
+
+# State-dict entries a checkpoint may lack or carry extra without being another model's:
+# BatchNorm's step counter (absent from old files, unused by eval and by momentum-based BN).
+OPTIONAL_KEY_SUFFIXES = ('num_batches_tracked', )
 
 _TRUSTED_FILES: Set[str] = set()
 _TRUSTED_DIRS: Set[str] = set()
@@ -103,3 +108,52 @@ def load_from_local(filename: str, map_location=None):
     """
     return read_checkpoint_file(filename, map_location,
                                 weights_only=False if is_trusted_checkpoint(filename) else None)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model it is loaded into; the message names the file and
+    the first mismatched keys."""
+
+
+def _listing(keys, limit: int = 5) -> str:
+    return f'{keys[:limit]}{f" and {len(keys) - limit} more" if len(keys) > limit else ""}'
+
+
+def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
+    """Refuse a full checkpoint whose weights are not this model's.
+
+    Compares the keys and shapes of ``checkpoint['state_dict']`` (or the dict itself; a leading
+    ``module.`` is ignored, as mmengine's loader does) with ``model.state_dict()``. Keys ending
+    in :data:`OPTIONAL_KEY_SUFFIXES` are not compared. mmengine's ``load_checkpoint`` (what
+    ``load_from`` and ``tools/test.py`` use) only warns about these mismatches and then
+    evaluates a partly random model.
+
+    Raises:
+        CheckpointMismatchError: keys of the model missing from the file, keys of the file
+            the model has no place for, or shape mismatches (the first five of each).
+    """
+    import re
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f'checkpoint {path} holds no state dict '
+                                      f'(a {type(checkpoint).__name__})')
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    own = model.state_dict()
+    optional = tuple(OPTIONAL_KEY_SUFFIXES)
+    missing = [k for k in own if k not in state and not k.endswith(optional)]
+    unexpected = [k for k in state if k not in own and not k.endswith(optional)]
+    shapes = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in state.items()
+              if k in own and hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} of the model\'s {len(own)} tensors missing from the '
+                        f'file, first: {_listing(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} tensors in the file with no place in the model, '
+                        f'first: {_listing(unexpected)}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
+    if problems:
+        raise CheckpointMismatchError(
+            f'checkpoint {path} does not fit {type(model).__name__}: ' + '; '.join(problems))
