@@ -80,7 +80,11 @@ train_pipeline = [
         ]),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+# mmdet's CocoDataset that reports the boxes it drops as degenerate (mmsidetune.datasets)
+train_dataloader = dict(
+    batch_size=2, dataset=dict(type='ValidatedCocoDataset', pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(type='ValidatedCocoDataset'))
+test_dataloader = val_dataloader
 
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs)

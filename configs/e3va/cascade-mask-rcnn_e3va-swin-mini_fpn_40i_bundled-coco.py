@@ -91,7 +91,7 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 dataset = dict(
-    type='CocoDataset',
+    type='ValidatedCocoDataset',  # mmdet's CocoDataset that reports the boxes it drops
     data_root=data_root,
     metainfo=dict(classes=classes),
     ann_file='annotations/instances.json',

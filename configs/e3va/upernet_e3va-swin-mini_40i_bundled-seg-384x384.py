@@ -36,7 +36,7 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadSegAnnotations'),  # mmseg's LoadAnnotations; errors name the label map
     dict(type='RandomResize', scale=(640, 480), ratio_range=(0.75, 1.25), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.9),
     dict(type='RandomFlip', prob=0.5),
@@ -45,7 +45,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(640, 480), keep_ratio=True),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadSegAnnotations'),
     dict(type='PackSegInputs'),
 ]
 dataset = dict(
