@@ -254,7 +254,8 @@ def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = Tru
         if mine['trunk_sha256'] != meta.get('trunk_sha256'):
             raise AdapterCheckpointError(
                 f'{path} was trained on other trunk weights than this model holds; load the '
-                f'pretrained trunk first (init_weights() with init_cfg from '
-                f'{meta.get("pretrained")}), or pass check_trunk=False to load anyway')
+                f'pretrained trunk first: the config\'s init_cfg must name '
+                f'{meta.get("pretrained")} (tools/test.py and tools/ground.py load it before the '
+                'adapters)')
     model.load_state_dict(state, strict=False)
     return meta
