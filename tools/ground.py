@@ -81,13 +81,13 @@ def _stdout_to_stderr():
     whatever stream object they hold) to stderr while the block runs."""
     sys.stdout.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured)
+        fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not real files (e.g. captured)
         with contextlib.redirect_stdout(sys.stderr):
             yield
         return
     saved = os.dup(fd)
-    os.dup2(sys.stderr.fileno(), fd)
+    os.dup2(err_fd, fd)
     try:
         yield
     finally:

@@ -189,8 +189,8 @@ def is_adapter_checkpoint(checkpoint: Union[str, dict]) -> bool:
             checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True, mmap=True)
         except pickle.UnpicklingError:  # a full mmengine checkpoint is refused: not ours
             return False
-        except RuntimeError:  # not a torch zip file (legacy or damaged): loaders decide
-            return False
+        except (RuntimeError, EOFError, ValueError, OSError):  # not a torch zip file (legacy,
+            return False  # empty or damaged): the loaders decide and name the cause
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     return isinstance(meta, dict) and meta.get('format') == ADAPTER_FORMAT
 
