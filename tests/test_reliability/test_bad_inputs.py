@@ -24,7 +24,6 @@ import os
 import os.path as osp
 import re
 import shutil
-import subprocess
 import sys
 from typing import Callable, NamedTuple, Optional
 
