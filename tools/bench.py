@@ -23,6 +23,9 @@ DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'conf
                           'cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py')
 
 
+MIN_IMG_SIDE = 32  # the deepest Swin stage has stride 32: smaller images leave it no pixel
+
+
 def _img_size(text):
     """'640x480' -> (640, 480) as (W, H); '512' -> (512, 512)."""
     parts = text.lower().split('x')
@@ -34,33 +37,87 @@ def _img_size(text):
         size = size * 2
     if len(size) != 2 or min(size) <= 0:
         raise argparse.ArgumentTypeError(f'expected WxH or a single size, got {text!r}')
+    if min(size) < MIN_IMG_SIDE:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: each side must be at least {MIN_IMG_SIDE} pixels (the backbone\'s '
+            'output stride)')
     return size
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be at least {low}, got {value}')
+        return value
+    return parse
+
+
+def _device(text):
+    """'cpu', 'cuda' or 'cuda:N' (CUDA must be available)."""
+    kind, _, index = text.partition(':')
+    if kind not in ('cpu', 'cuda') or (index and (kind == 'cpu' or not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f'{text!r}: CUDA is not available on this machine')
+    if index and int(index) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: this machine has {torch.cuda.device_count()} CUDA devices')
+    return text
+
+
+def _methods(text):
+    """'all' or a comma-separated list of distinct method names."""
+    methods = [m.strip() for m in text.split(',')]
+    if text.strip() == 'all':
+        return 'all'
+    if not any(methods) or '' in methods:
+        raise argparse.ArgumentTypeError(f'empty method name in {text!r}; give e.g. '
+                                         "'full,e3va' or 'all'")
+    dup = sorted({m for m in methods if methods.count(m) > 1})
+    if dup:
+        raise argparse.ArgumentTypeError(f'{dup} given more than once in {text!r}')
+    return text
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG, help='mmdet/mmseg config')
-    parser.add_argument('--methods', default='all',
+    parser.add_argument('--methods', default='all', type=_methods,
                         help="comma-separated methods, or 'all' (the default): the seven Swin "
                         f"methods ({','.join(TUNING_METHODS)}), or full,adapter,m2ist for an "
                         'M2IST config')
-    parser.add_argument('--steps', type=int, default=5, help='timed steps per method')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed steps per method first')
-    parser.add_argument('--batch-size', type=int, default=None,
+    parser.add_argument('--steps', type=_int_at_least(1), default=5,
+                        help='timed steps per method')
+    parser.add_argument('--warmup', type=_int_at_least(0), default=2,
+                        help='untimed steps per method first')
+    parser.add_argument('--batch-size', type=_int_at_least(1), default=None,
                         help='override train_dataloader.batch_size')
     parser.add_argument('--img-size', type=_img_size, default=None, metavar='WxH',
                         help='train on W x H images (e.g. 640x480, or 512 for 512x512): a final '
                         'Resize(keep_ratio=False) is inserted before packing in the train pipeline')
     parser.add_argument('--amp', action='store_true',
                         help="mixed precision with mmengine's AmpOptimWrapper (CUDA only)")
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+    parser.add_argument('--device', type=_device,
+                        default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out-dir', default='work_dirs/bench', help='where bench.* are written')
+    parser.add_argument('--force', action='store_true',
+                        help='replace bench.json/md/png already in --out-dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, as in mmdet tools/train.py')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    existing = [osp.join(args.out_dir, f'bench.{k}') for k in ('json', 'md', 'png')]
+    existing = [p for p in existing if osp.exists(p)]
+    if existing and not args.force:
+        parser.error(f'{existing[0]} exists; pass --force to replace the report or choose '
+                     'another --out-dir')
+    return args
 
 
 def main(argv=None):

@@ -1,16 +1,24 @@
 """Ground a referring expression on one image with a trained M2IST checkpoint.
 
     python tools/ground.py CONFIG CHECKPOINT --image IMG --text "PHRASE" --out-file OUT.png \
-        [--device cpu]
+        [--device cpu] [--force]
 
 Runs the config's test pipeline on IMG (long side resize, centred pad), predicts one box, prints
 ONE JSON line ``{"bbox_xyxy": [x1, y1, x2, y2], "text": ..., "image": ...}`` with the box in
 pixels of IMG, and draws box + phrase on IMG with mmdet's ``DetLocalVisualizer`` into OUT.png.
 The test pipeline expects a ground-truth box; a placeholder covering the whole image is given
 and never used (predictions do not read it).
+
+stdout holds only that JSON line (every log line goes to stderr), so ``| jq`` works. CHECKPOINT
+is a full checkpoint that must fit the config's model (keys and shapes; only BatchNorm's
+``num_batches_tracked`` may differ), or an adapter-only file (the trunk then comes from the
+config's ``init_cfg``). A non-finite predicted box exits with status 1 and draws nothing. OUT.png
+is never one of the inputs; an existing OUT.png is replaced only with ``--force``.
 """
 import argparse
+import contextlib
 import json
+import math
 import os
 import os.path as osp
 import sys
@@ -22,10 +30,12 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import load_checkpoint
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import trust_checkpoint
+from mmsidetune.utils import (AdapterCheckpointError, CheckpointMismatchError,
+                              CheckpointReadError, check_checkpoint_fits, check_output_path,
+                              is_adapter_checkpoint, load_adapter_checkpoint,
+                              read_checkpoint_file, trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -37,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument('--text', required=True, help='referring expression')
     parser.add_argument('--out-file', required=True, help='PNG with the box and phrase drawn')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--force', action='store_true', help='replace an existing OUT.png')
     return parser.parse_args(argv)
 
 
@@ -64,14 +75,65 @@ def ground(cfg: Config, model, image_path: str, text: str) -> DetDataSample:
         return model.test_step(pseudo_collate([data]))[0]
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to stdout (mmengine's and transformers' log handlers included,
+    whatever stream object they hold) to stderr while the block runs."""
+    sys.stdout.flush()
+    try:
+        fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not real files (e.g. captured)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    saved = os.dup(fd)
+    os.dup2(err_fd, fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _load(model, path: str) -> None:
+    """A full checkpoint that fits ``model`` exactly, or an adapter-only file."""
+    if is_adapter_checkpoint(path):
+        model.init_weights()  # the pretrained trunk named by init_cfg
+        load_adapter_checkpoint(model, path)
+        return
+    trust_checkpoint(path)  # named by the user on the command line
+    ckpt = read_checkpoint_file(path, 'cpu', weights_only=False)
+    check_checkpoint_fits(model, ckpt, path)
+    model.load_state_dict({k[len('module.'):] if k.startswith('module.') else k: v
+                           for k, v in ckpt.get('state_dict', ckpt).items()}, strict=False)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    with _stdout_to_stderr():
+        result, pred, img = _run(args)
+    print(json.dumps(result, allow_nan=False), flush=True)
+    visualizer = DetLocalVisualizer.get_instance('mmsidetune_ground')
+    visualizer.dataset_meta = dict(classes=(args.text, ), palette=[(255, 64, 0)])
+    drawn = DetDataSample(pred_instances=pred.cpu())
+    os.makedirs(osp.dirname(osp.abspath(args.out_file)), exist_ok=True)
+    visualizer.add_datasample('ground', mmcv.bgr2rgb(img), data_sample=drawn, draw_gt=False,
+                              show=False, pred_score_thr=0.0, out_file=args.out_file)
+    return result
+
+
+def _run(args):
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint'),
                        (args.image, 'image')):
         if not osp.isfile(path):
             sys.exit(f'ground: {what} not found: {path}')
     if not args.text.strip():
         sys.exit('ground: empty phrase: give the referring expression with --text "..."')
+    try:
+        check_output_path(args.out_file, (args.config, args.checkpoint, args.image), args.force)
+    except (ValueError, OSError) as e:
+        sys.exit(f'ground: {e}')
     try:
         img = mmcv.imread(args.image)
     except Exception as e:  # decoding errors differ between image backends
@@ -82,20 +144,18 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model)
-    trust_checkpoint(args.checkpoint)  # named by the user on the command line
-    load_checkpoint(model, args.checkpoint, map_location='cpu', logger='silent')
+    try:
+        _load(model, args.checkpoint)
+    except (CheckpointReadError, CheckpointMismatchError, AdapterCheckpointError) as e:
+        sys.exit(f'ground: {e}')
     model.to(args.device).eval()
 
     pred = ground(cfg, model, args.image, args.text).pred_instances
     box = [round(float(v), 2) for v in pred.bboxes[0].cpu()]
-    print(json.dumps(dict(bbox_xyxy=box, text=args.text, image=args.image)))
-
-    visualizer = DetLocalVisualizer.get_instance('mmsidetune_ground')
-    visualizer.dataset_meta = dict(classes=(args.text, ), palette=[(255, 64, 0)])
-    drawn = DetDataSample(pred_instances=pred.cpu())
-    os.makedirs(osp.dirname(osp.abspath(args.out_file)), exist_ok=True)
-    visualizer.add_datasample('ground', mmcv.bgr2rgb(img), data_sample=drawn, draw_gt=False,
-                              show=False, pred_score_thr=0.0, out_file=args.out_file)
+    if not all(math.isfinite(v) for v in box):
+        sys.exit(f'ground: the model predicted a non-finite box {box} ({args.checkpoint} holds '
+                 'NaN/inf weights, or the input broke the model); nothing drawn')
+    return dict(bbox_xyxy=box, text=args.text, image=args.image), pred, img
 
 
 if __name__ == '__main__':

@@ -4,7 +4,10 @@
 
 CHECKPOINT is a full mmengine checkpoint, or an adapter-only file
 (mmsidetune.utils.adapter_checkpoint): then the model's pretrained trunk is loaded from the
-config's ``init_cfg`` and the adapters from the file, after checking they belong together.
+config's ``init_cfg`` and the adapters from the file, after checking they belong together. A
+full checkpoint must fit the config's model: missing or unexpected keys (beyond BatchNorm's
+``num_batches_tracked``) or shape mismatches end the tool with the file and the first keys named,
+instead of mmengine's warning and a partly random model.
 Several GPUs: ``tools/dist_test.sh CONFIG CHECKPOINT N`` or ``tools/slurm_test.sh``.
 """
 import argparse
@@ -17,8 +20,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import (AdapterCheckpointError, is_adapter_checkpoint,
-                              load_adapter_checkpoint, setup_cpu_distributed, trust_checkpoint)
+from mmsidetune.utils import (AdapterCheckpointError, CheckpointMismatchError,
+                              CheckpointReadError, check_checkpoint_fits, is_adapter_checkpoint,
+                              load_adapter_checkpoint, read_checkpoint_file,
+                              setup_cpu_distributed, trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -66,6 +71,13 @@ def main(argv=None) -> dict:
         cfg.load_from = args.checkpoint
         trust_checkpoint(args.checkpoint)  # the user named this file (mmsidetune.utils.checkpoint)
         runner = Runner.from_cfg(cfg)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        try:  # mapped, not read: mmengine's loader reads the tensors once, in runner.test()
+            check_checkpoint_fits(model, read_checkpoint_file(args.checkpoint, 'cpu',
+                                                              weights_only=False, mmap=True),
+                                  args.checkpoint)
+        except (CheckpointReadError, CheckpointMismatchError) as e:
+            sys.exit(f'test: {e}')
     return runner.test()
 
 

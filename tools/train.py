@@ -17,7 +17,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import setup_cpu_distributed, trust_checkpoint
+from mmsidetune.utils import (CheckpointReadError, is_adapter_checkpoint, read_checkpoint_file,
+                              setup_cpu_distributed, trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -66,8 +67,59 @@ def build_config(args) -> Config:
     return cfg
 
 
+def resume_source(cfg: Config):
+    """The checkpoint a ``--resume`` run will load (None: nothing to resume, a fresh start).
+
+    Raises:
+        ValueError: an empty ``work_dir/last_checkpoint``, or one naming a missing file.
+    """
+    if not cfg.get('resume'):
+        return None
+    if cfg.get('load_from'):
+        return cfg.load_from
+    marker = osp.join(cfg.work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None  # mmengine starts from scratch (and says so)
+    with open(marker) as f:
+        path = f.read().strip()
+    if not path:
+        raise ValueError(f'{marker} is empty (a killed save?); resume from a checkpoint by name: '
+                         f'--resume {cfg.work_dir}/iter_N.pth')
+    if not osp.isfile(path):
+        raise ValueError(f'{marker} names {path}, which does not exist; resume from a '
+                         'checkpoint by name: --resume PATH')
+    return path
+
+
+def check_resume_source(path: str) -> None:
+    """Refuse a resume source that is not a training checkpoint, before the run starts.
+
+    Raises:
+        ValueError: an adapter-only file, or a file without ``meta.iter`` / ``meta.epoch`` and
+            optimizer state (e.g. a pretrained or converted weights file).
+        CheckpointReadError, FileNotFoundError: an unreadable file (named).
+    """
+    ckpt = read_checkpoint_file(path, 'cpu', weights_only=False, mmap=True)
+    if is_adapter_checkpoint(ckpt):
+        raise ValueError(f'{path} is an adapter-only checkpoint (trainable tensors only, no '
+                         'optimizer state or iteration): resume from the full iter_N.pth / '
+                         'epoch_N.pth next to it, or test it with tools/test.py')
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or not {'iter', 'epoch'} <= set(meta) \
+            or 'optimizer' not in ckpt:
+        raise ValueError(f'{path} is not a training checkpoint (no meta.iter / meta.epoch and '
+                         'optimizer state): to start a new run from its weights use '
+                         f'--cfg-options load_from={path} instead of --resume')
+
+
 def main(argv=None):
     cfg = build_config(parse_args(argv))
+    try:
+        source = resume_source(cfg)
+        if source is not None:
+            check_resume_source(source)
+    except (ValueError, CheckpointReadError, FileNotFoundError) as e:
+        sys.exit(f'train: cannot resume: {e}')
     try:
         setup_cpu_distributed(cfg)
     except ValueError as e:

@@ -80,7 +80,11 @@ train_pipeline = [
         ]),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+# mmdet's CocoDataset that reports the boxes it drops as degenerate (mmsidetune.datasets)
+train_dataloader = dict(
+    batch_size=2, dataset=dict(type='ValidatedCocoDataset', pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(type='ValidatedCocoDataset'))
+test_dataloader = val_dataloader
 
 max_epochs = 36
 train_cfg = dict(max_epochs=max_epochs)
@@ -100,7 +104,7 @@ optim_wrapper = dict(
         }),
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 
 # Checkpoints survive a kill during save, also written adapter-only (adapter_*.pth, ~1 % of
 # the trunk), and --resume trusts this run's own files (docs/scale.md).

@@ -91,7 +91,7 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 dataset = dict(
-    type='CocoDataset',
+    type='ValidatedCocoDataset',  # mmdet's CocoDataset that reports the boxes it drops
     data_root=data_root,
     metainfo=dict(classes=classes),
     ann_file='annotations/instances.json',
@@ -136,7 +136,7 @@ optim_wrapper = dict(
             'relative_position_bias_table': dict(decay_mult=0.),
             'norm': dict(decay_mult=0.)
         }))
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
     checkpoint=dict(type='AtomicCheckpointHook', interval=max_iters, by_epoch=False))

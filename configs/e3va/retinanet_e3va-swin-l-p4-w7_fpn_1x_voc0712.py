@@ -50,5 +50,5 @@ optim_wrapper = dict(
             'relative_position_bias_table': dict(decay_mult=0.),
             'norm': dict(decay_mult=0.),
         }))
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', save_adapter=True))

@@ -13,7 +13,7 @@ model = dict(
         type='E3VASwinTransformer',
         init_cfg=dict(type='Pretrained',
                       checkpoint='checkpoints/swin_large_patch4_window7_224_22k.pth')))
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 optim_wrapper = dict(constructor='TrainableOptimWrapperConstructor')
 
 # Checkpoints survive a kill during save, also written adapter-only (adapter_*.pth, ~1 % of

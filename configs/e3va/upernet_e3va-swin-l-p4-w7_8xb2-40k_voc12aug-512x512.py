@@ -50,5 +50,5 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=max_iters, by_epoch=False),
 ]
 train_dataloader = dict(batch_size=2)
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', save_adapter=True))

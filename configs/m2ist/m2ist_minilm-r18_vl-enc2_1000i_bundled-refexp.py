@@ -50,4 +50,4 @@ default_hooks = dict(
         type='AtomicCheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=1,
         save_best='Acc@0.5', rule='greater'))
 log_processor = dict(by_epoch=False)
-custom_hooks = [dict(type='TrainingCostHook')]
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]

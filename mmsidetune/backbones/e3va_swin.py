@@ -81,7 +81,14 @@ class E3VASwinTransformer(TunedSwinTransformer):
         ``(B, 3, H, W)`` -> list of ``(B, C_i, H / s_i, W / s_i)`` for ``i`` in ``out_indices``.
 
     Raises:
-        ValueError: for an unknown ``highway`` mode or ``frozen_stages != -1``.
+        ValueError: for an unknown ``highway`` mode or ``frozen_stages != -1``; for
+            ``out_indices`` that leave adapters without a path to an output (their tensors
+            would be trainable but never get a gradient, which DDP with
+            ``find_unused_parameters=False`` refuses): with ``highway='full'`` the last stage
+            in ``out_indices`` must be the last stage, with ``'residual'`` every stage must be
+            in ``out_indices``; for ``with_cp=True``: E3VA runs the trunk without autograd, so
+            there is nothing for activation checkpointing to save (mmdet's ``with_cp`` wraps
+            the whole Swin block, which E3VA's forward does not call).
     """
 
     HIGHWAY_MODES = ('full', 'residual')
@@ -95,6 +102,26 @@ class E3VASwinTransformer(TunedSwinTransformer):
         if highway not in self.HIGHWAY_MODES:
             raise ValueError(f"E3VASwinTransformer: highway must be one of {self.HIGHWAY_MODES}, "
                              f'got {highway!r}')
+        if kwargs.get('with_cp', False):
+            raise ValueError(
+                'E3VASwinTransformer: with_cp=True has no effect here: the frozen trunk runs '
+                'under torch.no_grad(), so it stores no activations for backward and gradient '
+                'checkpointing has nothing to save (E3VA already keeps only the adapters\' '
+                'inputs); remove with_cp')
+        num_stages = len(kwargs.get('depths', (2, 2, 6, 2)))
+        outs = sorted(i % num_stages for i in kwargs.get('out_indices', (0, 1, 2, 3)))
+        if highway == 'full':
+            unused = list(range(outs[-1] + 1, num_stages)) if outs else list(range(num_stages))
+            fix = f'out_indices must include the last stage ({num_stages - 1})'
+        else:
+            unused = [i for i in range(num_stages) if i not in outs]
+            fix = "with highway='residual' every stage must be in out_indices"
+        if unused:
+            alternative = " (or highway='full')" if highway == 'residual' else ''
+            raise ValueError(
+                f'E3VASwinTransformer: with highway={highway!r} and out_indices={tuple(outs)} '
+                f'the adapters of stages {unused} reach no output: trainable tensors that never '
+                f'get a gradient; {fix}{alternative}')
         self.highway_mode = highway
         self._adapter_args = dict(hidden_ratio=adapter_hidden_ratio, rank=adapter_rank,
                                   num_branches=adapter_branches)

@@ -15,10 +15,11 @@ import os.path as osp
 import pickle
 from typing import List, Optional, Sequence
 
-import torch
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_local_path
 from mmengine.registry import DATASETS
+
+from ..utils.checkpoint import CheckpointReadError, read_checkpoint_file
 
 __all__ = ['RefExpDataset', 'DATASET_KEYS']
 
@@ -65,6 +66,11 @@ class RefExpDataset(BaseDataset):
             split). Defaults to the file name's last ``_`` field, e.g. ``testA`` for
             ``unc_testA.pth`` or ``final_refcoco_testA.json``.
         ann_format (str, optional): ``'pth'`` or ``'json'``. Defaults to the file extension.
+        check_image_size (bool): check at load time that every box lies inside its image
+            (1 pixel of slack for rounded coordinates). The size comes from the json's
+            ``width`` / ``height``, or for ``.pth`` files from the image file's header (read
+            once per image, without decoding), so a missing or unreadable image is found at
+            load time too. Defaults to True.
         weights_only (bool): load ``.pth`` files with ``torch.load(weights_only=True)``, which
             accepts the plain lists/tuples/str/numbers of TransVG's files and refuses any other
             pickled object. Set False only for a split file you trust (it then runs arbitrary
@@ -74,8 +80,11 @@ class RefExpDataset(BaseDataset):
 
     Raises:
         ValueError: unknown ``dataset_key`` or ``ann_format``, a malformed entry, a degenerate box
-            (width or height <= 0) or an empty expression (the message names the entry).
-        FileNotFoundError: a missing annotation file.
+            (width or height <= 0), a box outside its image or an empty expression (the message
+            names the file and the entry); an annotation file that is empty, not JSON, or holds
+            no sample; an image whose header cannot be read.
+        FileNotFoundError: a missing annotation file; with ``check_image_size``, a ``.pth``
+            entry's missing image.
         pickle.UnpicklingError: a ``.pth`` file holding more than plain Python objects while
             ``weights_only=True``.
     """
@@ -88,6 +97,7 @@ class RefExpDataset(BaseDataset):
                  split: Optional[str] = None,
                  ann_format: Optional[str] = None,
                  weights_only: bool = True,
+                 check_image_size: bool = True,
                  data_prefix: dict = dict(img_path=''),
                  **kwargs):
         if dataset_key not in DATASET_KEYS:
@@ -102,19 +112,52 @@ class RefExpDataset(BaseDataset):
         self.split = split or osp.splitext(osp.basename(ann_file))[0].rsplit('_', 1)[-1]
         self.ann_format = ann_format
         self.weights_only = weights_only
+        self.check_image_size = check_image_size
+        self._sizes = {}
         super().__init__(ann_file=ann_file, data_prefix=data_prefix, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'RefExpDataset: annotation file not found: {self.ann_file}')
+        if osp.getsize(self.ann_file) == 0:
+            raise ValueError(f'RefExpDataset: annotation file {self.ann_file} is empty (0 bytes)')
         load = self._load_pth if self.ann_format == 'pth' else self._load_json
-        return [self._sample(*entry) for entry in load()]
+        samples = [self._sample(*entry) for entry in load()]
+        if not samples:
+            raise ValueError(f'RefExpDataset: annotation file {self.ann_file} holds no samples')
+        return samples
+
+    def _image_size(self, img_path: str, where: str):
+        """(width, height) from the image header, cached per file."""
+        if img_path not in self._sizes:
+            from PIL import Image
+            if not osp.isfile(img_path):
+                raise FileNotFoundError(f'{where}: image {img_path} not found')
+            try:
+                with Image.open(img_path) as im:
+                    self._sizes[img_path] = im.size
+            except Exception as e:  # noqa: BLE001  (PIL raises several types)
+                raise ValueError(f'{where}: cannot read image {img_path}: '
+                                 f'{type(e).__name__}: {e}') from e
+        return self._sizes[img_path]
+
+    def _check_inside(self, where: str, img_path: str, box, size=None) -> None:
+        if not self.check_image_size:
+            return
+        w, h = size if size else self._image_size(img_path, where)
+        x1, y1, x2, y2 = box
+        if x1 < -1 or y1 < -1 or x2 > w + 1 or y2 > h + 1:
+            raise ValueError(f'{where}: box {[round(v, 2) for v in box]} (x1, y1, x2, y2) is not '
+                             f'inside its image {img_path} ({w} x {h} pixels)')
 
     def _load_pth(self):
         """Yield ``(where, image_file, img_id, bbox_xyxy, phrase)`` from a TransVG split file."""
         with get_local_path(self.ann_file) as path:
             try:
-                entries = torch.load(path, map_location='cpu', weights_only=self.weights_only)
+                entries = read_checkpoint_file(path, 'cpu', weights_only=self.weights_only)
+            except CheckpointReadError as err:
+                raise ValueError(f'RefExpDataset: cannot read annotation file {self.ann_file}: '
+                                 f'{err}') from err
             except pickle.UnpicklingError as err:
                 raise pickle.UnpicklingError(
                     f'RefExpDataset: {self.ann_file} holds more than plain lists, tuples, str and '
@@ -140,7 +183,16 @@ class RefExpDataset(BaseDataset):
         """Yield ``(where, image_file, img_id, bbox_xyxy, phrase)`` from an MDETR-style json."""
         from mmdet.datasets.api_wrappers import COCO
         with get_local_path(self.ann_file) as path:
-            coco = COCO(path)
+            try:
+                coco = COCO(path)
+            except ValueError as e:  # json.JSONDecodeError
+                raise ValueError(f'RefExpDataset: {self.ann_file} is not valid JSON: {e}') from e
+            except (KeyError, TypeError, AssertionError) as e:
+                raise ValueError(f'RefExpDataset: {self.ann_file} is not an MDETR-style COCO json '
+                                 f'(needs images and annotations): {type(e).__name__}: {e}'
+                                 ) from e
+        if not coco.get_img_ids():
+            raise ValueError(f'RefExpDataset: {self.ann_file} holds no images (expressions)')
         for img_id in coco.get_img_ids():
             info = coco.load_imgs([img_id])[0]
             where = f'{self.ann_file} image id {img_id}'
@@ -149,13 +201,17 @@ class RefExpDataset(BaseDataset):
                 raise ValueError(f'{where}: an MDETR-style RefCOCO entry has a caption and exactly '
                                  f'one annotation, got {len(anns)} annotations')
             box = _xyxy(anns[0]['bbox'], 'xywh', where)
-            yield where, info['file_name'], img_id, box, info['caption']
+            size = (info['width'], info['height']) if 'width' in info and 'height' in info \
+                else None
+            yield where, info['file_name'], img_id, box, info['caption'], size
 
-    def _sample(self, where, img_file, img_id, box, phrase) -> dict:
+    def _sample(self, where, img_file, img_id, box, phrase, size=None) -> dict:
         if not isinstance(phrase, str) or not phrase.strip():
             raise ValueError(f'{where}: empty referring expression {phrase!r}')
+        img_path = osp.join(self.data_prefix.get('img_path', ''), img_file)
+        self._check_inside(where, img_path, box, size)
         return dict(
-            img_path=osp.join(self.data_prefix.get('img_path', ''), img_file),
+            img_path=img_path,
             img_id=img_id,
             text=phrase.strip(),
             gt_bbox_ori=box,

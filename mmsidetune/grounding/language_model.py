@@ -6,12 +6,14 @@ width and depth come from the loaded model, so the 384-wide 6-layer MiniLM of th
 and g_i are forward hooks, the frozen LayerNorms LN_att,i / LN_out,i are handed to the side
 network by reference.
 """
+import contextlib
 import importlib
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
@@ -40,6 +42,25 @@ def resolve_model_path(name_or_path: Optional[str]) -> Optional[str]:
                          f'get_model_path(): {e}') from e
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' own load report and progress bar off (restored after): mmsidetune logs one
+    line of its own about what was loaded."""
+    from transformers.utils import logging as hf_logging
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled() if hasattr(
+        hf_logging, 'is_progress_bar_enabled') else None
+    hf_logging.set_verbosity_error()
+    if bars is not None:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 @MODELS.register_module()
 class BertLanguageModel(BaseModule):
     """``BertModel`` (no pooler) with the M2IST taps of every layer.
@@ -64,8 +85,12 @@ class BertLanguageModel(BaseModule):
     ``ffn_taps`` (g_i: FFN output before dropout + residual), lists over all layers of
     (B, L, C) tensors (SPEC.md section 2, "Taps").
 
+    Loading logs one line (what was loaded from where, tensors ignored) instead of transformers'
+    load report; the first phrase cut to ``max_tokens`` logs a warning (once per model).
+
     Raises:
-        ValueError: both or neither of name_or_path / bert_config; an empty phrase.
+        ValueError: both or neither of name_or_path / bert_config; an empty phrase; weights of
+            the BERT missing from the folder (they would stay random while frozen).
         FileNotFoundError: a folder that does not exist or cannot be loaded.
     """
 
@@ -87,12 +112,15 @@ class BertLanguageModel(BaseModule):
         tokenizer_path = resolve_model_path(tokenizer_path) or name_or_path
         if tokenizer_path is None:
             raise ValueError('a randomly initialised BERT (bert_config) needs tokenizer_path')
+        info = None
         try:
-            if bert_config is not None:
-                self.bert = BertModel(BertConfig(**bert_config), add_pooling_layer=False)
-            else:
-                self.bert = BertModel.from_pretrained(name_or_path, add_pooling_layer=False)
-            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+            with _quiet_transformers():
+                if bert_config is not None:
+                    self.bert = BertModel(BertConfig(**bert_config), add_pooling_layer=False)
+                else:
+                    self.bert, info = BertModel.from_pretrained(
+                        name_or_path, add_pooling_layer=False, output_loading_info=True)
+                self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
         except OSError as e:
             where = name_or_path if bert_config is None else tokenizer_path
             raise FileNotFoundError(
@@ -102,7 +130,9 @@ class BertLanguageModel(BaseModule):
         if len(self.tokenizer) > self.bert.config.vocab_size:
             raise ValueError(f'tokenizer has {len(self.tokenizer)} tokens but the BERT vocabulary '
                              f'only {self.bert.config.vocab_size}')
+        self._log_loaded(name_or_path, tokenizer_path, info)
         self.max_tokens = max_tokens
+        self._warned_truncation = False
         self.embed_dims = self.bert.config.hidden_size
         self.num_layers = self.bert.config.num_hidden_layers
         self.taps = TapRecorder()
@@ -110,6 +140,26 @@ class BertLanguageModel(BaseModule):
         for i, layer in enumerate(self.bert.encoder.layer):
             self.taps.add(layer.attention.output, f'h{i}')
             self.taps.add(layer.output.dense, f'g{i}')
+
+    def _log_loaded(self, name_or_path, tokenizer_path, info) -> None:
+        cfg = self.bert.config
+        arch = (f'{cfg.num_hidden_layers} layers, {cfg.hidden_size}-d, {len(self.tokenizer)} '
+                'tokens')
+        if info is None:
+            print_log(f'BertLanguageModel: random-init BERT ({arch}), tokenizer from '
+                      f'{tokenizer_path}', logger='current')
+            return
+        missing = sorted(info.get('missing_keys', []))
+        mismatched = sorted(str(k) for k in info.get('mismatched_keys', []))
+        if missing or mismatched:
+            raise ValueError(f'BertLanguageModel: {name_or_path} lacks {len(missing)} BERT '
+                             f'weights {missing[:5]} and has {len(mismatched)} of another shape '
+                             f'{mismatched[:5]}: they would stay random in a frozen encoder')
+        unexpected = sorted(info.get('unexpected_keys', []))
+        print_log(f'BertLanguageModel: loaded BERT ({arch}) from {name_or_path}; every weight '
+                  f'found; {len(unexpected)} tensors of the file not used'
+                  + (f' ({unexpected[:4]}: the pooler is not part of M2IST)' if unexpected
+                     else ''), logger='current')
 
     def init_weights(self) -> None:
         """Keep the weights transformers loaded (or initialised from ``bert_config``).
@@ -143,6 +193,15 @@ class BertLanguageModel(BaseModule):
         if empty:
             raise ValueError(f'empty referring expression at batch positions {empty}: every '
                              'sample needs a phrase')
+        if not self._warned_truncation:
+            lengths = [len(ids) for ids in self.tokenizer(list(texts))['input_ids']]
+            long = [i for i, n in enumerate(lengths) if n > self.max_tokens]
+            if long:
+                self._warned_truncation = True
+                print_log(f'BertLanguageModel: phrases longer than max_tokens={self.max_tokens} '
+                          f'tokens are cut (e.g. {texts[long[0]]!r}: {lengths[long[0]]} tokens '
+                          'with [CLS]/[SEP]); this warning is shown once',
+                          logger='current', level=30)
         tokens = self.tokenizer(list(texts), padding='max_length', truncation=True,
                                 max_length=self.max_tokens, return_tensors='pt')
         return {k: tokens[k].to(device) for k in ('input_ids', 'attention_mask')}

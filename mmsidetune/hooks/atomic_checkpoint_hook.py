@@ -9,9 +9,10 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from ..utils.adapter_checkpoint import save_adapter_checkpoint
+from ..utils.adapter_checkpoint import is_adapter_checkpoint, save_adapter_checkpoint
 from ..utils.atomic_io import partial_files
 from ..utils.checkpoint import trust_checkpoint
+from .check_invalid_loss_hook import NonFiniteError, non_finite_tensors
 
 __all__ = ['AtomicCheckpointHook']
 
@@ -49,6 +50,11 @@ class AtomicCheckpointHook(CheckpointHook):
     * ``last_checkpoint`` is written by mmengine after the checkpoint file is complete, so it
       never names a partial file (unchanged).
 
+    * It saves whatever the model holds. Here a model with a NaN / inf weight or buffer is not
+      saved: :class:`~mmsidetune.hooks.NonFiniteError` names the checkpoint and the tensors, and
+      no older checkpoint is deleted (the first line of defence is
+      :class:`~mmsidetune.hooks.FiniteLossHook`, which stops the run before such a step).
+
     Leftover ``.partial`` files of a killed save are deleted in ``before_train``.
 
     Args:
@@ -64,6 +70,12 @@ class AtomicCheckpointHook(CheckpointHook):
         *args, **kwargs: Every argument of ``mmengine.hooks.CheckpointHook``. Without
             ``backend_args`` and ``file_client_args``, and with a local ``out_dir``,
             ``backend_args`` defaults to ``dict(backend='atomic_local')``.
+
+    Raises:
+        ValueError: in ``before_run``, when the run resumes (``--resume CKPT``, also through
+            ``mim train``) from an adapter-only file, which holds no optimizer state or
+            iteration (mmengine would fail with ``KeyError: 'epoch'``).
+        NonFiniteError: when a checkpoint would hold NaN / inf weights.
 
     Use it from a config::
 
@@ -83,9 +95,13 @@ class AtomicCheckpointHook(CheckpointHook):
     def before_run(self, runner) -> None:
         # mmengine calls before_run before Runner.load_or_resume() in train(), val() and test();
         # the Runner keeps the source in _load_from / _resume (cfg.load_from / cfg.resume).
+        load_from = getattr(runner, '_load_from', None)
+        if getattr(runner, '_resume', False) and load_from and is_adapter_checkpoint(load_from):
+            raise ValueError(f'cannot resume from {load_from}: it is an adapter-only checkpoint '
+                             '(trainable tensors only, no optimizer state or iteration); resume '
+                             'from the full iter_N.pth / epoch_N.pth next to it')
         if not self.trust_loaded:
             return
-        load_from = getattr(runner, '_load_from', None)
         if load_from is not None:
             trust_checkpoint(load_from)
         elif getattr(runner, '_resume', False):
@@ -118,7 +134,16 @@ class AtomicCheckpointHook(CheckpointHook):
         folder, name = osp.split(ckpt_path)
         return osp.join(folder, 'adapter_' + name)
 
+    def _refuse_non_finite(self, runner, what: str) -> None:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        bad = non_finite_tensors(model.state_dict())
+        if bad:
+            raise NonFiniteError(
+                f'not saving {what}: {len(bad)} model tensors hold '
+                f'NaN or inf, first: {bad[:5]}; the previous checkpoints are kept')
+
     def _save_checkpoint_with_step(self, runner, step, meta):
+        self._refuse_non_finite(runner, f'the checkpoint of iteration/epoch {step}')
         with self._removals_after_save():
             super()._save_checkpoint_with_step(runner, step, meta)
             if self.save_adapter and is_main_process():
@@ -127,5 +152,6 @@ class AtomicCheckpointHook(CheckpointHook):
                 runner.logger.info(f'adapter-only checkpoint saved to {path}')
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        self._refuse_non_finite(runner, 'the best checkpoint')
         with self._removals_after_save():
             super()._save_best_checkpoint(runner, metrics)

@@ -33,6 +33,12 @@ class TrainingCostHook(Hook):
 
     At the end of training it logs a summary (maximum peak memory, median step time after
     ``warmup_iters``) and writes it to ``<work_dir>/cost_summary.json`` on the main process.
+    The file covers the whole run across resumes: ``segments`` holds one record per run segment
+    (``first_iter``, ``last_iter``, ``iters``, ``peak_mem_mb``, ``median_step_ms``, ...), and the
+    top-level fields sum (``iters``), take the maximum (``peak_mem_mb``) or the
+    iteration-weighted median of the segments' medians (``median_step_ms``; exact for one
+    segment). A resumed run reads the segments written before its start iteration; a segment
+    that ran no iteration (resuming a finished run) leaves the file as it was.
 
     Args:
         memory (str): ``'auto'`` (CUDA when the model is on a GPU, else saved-tensor counting),
@@ -40,7 +46,8 @@ class TrainingCostHook(Hook):
         warmup_iters (int): Iterations left out of the median step time. Defaults to 5.
 
     Raises:
-        ValueError: for an unknown ``memory`` mode, or ``'cuda'`` without CUDA.
+        ValueError: for an unknown ``memory`` mode, or ``'cuda'`` without CUDA; on resume, for
+            a ``cost_summary.json`` that cannot be read (named; move it away to start anew).
     """
 
     # Above the LoggerHook (BELOW_NORMAL) so this iteration's values are in its log line, and
@@ -78,6 +85,7 @@ class TrainingCostHook(Hook):
             f'parameters ({p.trainable_pct:.2f} %); backbone {p.backbone_trainable / 1e6:.3f} M '
             f'of {p.backbone_total / 1e6:.2f} M ({p.backbone_trainable_pct:.2f} %); '
             f'memory measured as {self._mode}')
+        self._previous = self._read_previous(runner)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._mode == 'cuda':
@@ -105,28 +113,80 @@ class TrainingCostHook(Hook):
         hub.update_scalar('train/peak_mem_mb', peak / MB)
         hub.update_scalar('train/step_ms', step_ms)
 
+    def _summary_path(self, runner) -> str:
+        return osp.join(runner.work_dir, 'cost_summary.json')
+
+    def _read_previous(self, runner) -> list:
+        """The segments of earlier runs of this training (resume), those before its start."""
+        self._first_iter = runner.iter
+        path = self._summary_path(runner)
+        if runner.iter == 0 or not osp.isfile(path):
+            if runner.iter:
+                runner.logger.warning(f'TrainingCostHook: resumed at iteration {runner.iter} '
+                                      f'but {path} does not exist: the summary covers '
+                                      'this segment only')
+            return []
+        try:
+            with open(path) as f:
+                data = json.load(f)
+            segments = data['segments'] if 'segments' in data else [
+                dict(data, first_iter=0, last_iter=data['iters'])]
+            kept = [seg for seg in segments if int(seg['first_iter']) < runner.iter]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f'TrainingCostHook: cannot read {path} to extend it on resume '
+                             f'({type(e).__name__}: {e}); move it away to start a new '
+                             'summary') from e
+        return kept
+
     def summary(self) -> dict:
-        """The run's cost: parameter counts, max peak memory (MB), median step time (ms)."""
+        """This run segment's cost: parameter counts, max peak memory (MB), median step time
+        (ms), iterations and the iteration range (``first_iter``, ``last_iter``)."""
         timed = self.step_ms[self.warmup_iters:] or self.step_ms
+        first = getattr(self, '_first_iter', 0)
         return dict(
             params=self.params.to_dict() if self.params else None,
             memory_mode=self._mode,
             peak_mem_mb=self.peak_bytes / MB,
             median_step_ms=statistics.median(timed) if timed else None,
-            iters=len(self.step_ms))
+            iters=len(self.step_ms),
+            first_iter=first,
+            last_iter=first + len(self.step_ms))
+
+    def run_summary(self) -> dict:
+        """The whole run (earlier segments read on resume + this one), as written to
+        ``cost_summary.json``."""
+        segments = list(getattr(self, '_previous', [])) + [self.summary()]
+        segments = [seg for seg in segments if seg['iters']]
+        medians = sorted((seg['median_step_ms'], seg['iters']) for seg in segments
+                         if seg['median_step_ms'] is not None)
+        weighted, half, seen = None, sum(n for _, n in medians) / 2, 0
+        for value, n in medians:
+            seen += n
+            if seen >= half:
+                weighted = value
+                break
+        last = segments[-1] if segments else self.summary()
+        return dict(
+            params=last['params'],
+            memory_mode=last['memory_mode'],
+            peak_mem_mb=max((seg['peak_mem_mb'] for seg in segments), default=0.0),
+            median_step_ms=weighted,
+            iters=sum(seg['iters'] for seg in segments),
+            segments=segments)
 
     def after_train(self, runner) -> None:
         summary = self.summary()
         runner.message_hub.update_info('cost_summary', summary)
         step, p = summary['median_step_ms'], self.params
         if step is None:
-            runner.logger.info('TrainingCostHook summary: no training iteration ran')
-        else:
-            runner.logger.info(
-                f'TrainingCostHook summary: {summary["iters"]} iterations, peak memory '
-                f'{summary["peak_mem_mb"]:.1f} MB ({self._mode}), median step {step:.1f} ms, '
-                f'trainable {p.trainable_pct:.2f} % of the model, '
-                f'{p.backbone_trainable_pct:.2f} % of the backbone')
+            runner.logger.info('TrainingCostHook summary: no training iteration ran; '
+                               'cost_summary.json left as it was')
+            return
+        runner.logger.info(
+            f'TrainingCostHook summary: {summary["iters"]} iterations, peak memory '
+            f'{summary["peak_mem_mb"]:.1f} MB ({self._mode}), median step {step:.1f} ms, '
+            f'trainable {p.trainable_pct:.2f} % of the model, '
+            f'{p.backbone_trainable_pct:.2f} % of the backbone')
         if is_main_process():  # written whole, then renamed: never a half-written file
-            atomic_write_bytes(json.dumps(summary, indent=2).encode(),
-                               osp.join(runner.work_dir, 'cost_summary.json'))
+            atomic_write_bytes(json.dumps(self.run_summary(), indent=2).encode(),
+                               self._summary_path(runner))

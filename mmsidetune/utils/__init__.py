@@ -5,11 +5,15 @@ from .adapter_checkpoint import (ADAPTER_FORMAT, AdapterCheckpointError, adapter
                                  load_adapter_checkpoint, pretrained_sources,
                                  read_adapter_checkpoint, save_adapter_checkpoint,
                                  trunk_fingerprint)
-from .atomic_io import AtomicLocalBackend, atomic_torch_save, atomic_write_bytes
-from .checkpoint import is_trusted_checkpoint, trust_checkpoint
+from .atomic_io import (AtomicLocalBackend, atomic_torch_save, atomic_write_bytes,
+                        check_output_path)
+from .checkpoint import (CheckpointMismatchError, CheckpointReadError, check_checkpoint_fits,
+                         is_trusted_checkpoint, read_checkpoint_file, trust_checkpoint)
 from .dist import CPUDistributedDataParallel, setup_cpu_distributed
 
-__all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'AtomicLocalBackend', 'atomic_write_bytes',
+__all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
+           'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
+           'AtomicLocalBackend', 'atomic_write_bytes', 'check_output_path',
            'atomic_torch_save', 'ADAPTER_FORMAT', 'AdapterCheckpointError', 'adapter_state_dict',
            'adapter_metadata', 'trunk_fingerprint', 'save_adapter_checkpoint',
            'load_adapter_checkpoint', 'read_adapter_checkpoint', 'is_adapter_checkpoint',

@@ -189,8 +189,8 @@ def is_adapter_checkpoint(checkpoint: Union[str, dict]) -> bool:
             checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True, mmap=True)
         except pickle.UnpicklingError:  # a full mmengine checkpoint is refused: not ours
             return False
-        except RuntimeError:  # not a torch zip file (legacy or damaged): loaders decide
-            return False
+        except (RuntimeError, EOFError, ValueError, OSError):  # not a torch zip file (legacy,
+            return False  # empty or damaged): the loaders decide and name the cause
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     return isinstance(meta, dict) and meta.get('format') == ADAPTER_FORMAT
 
@@ -254,7 +254,8 @@ def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = Tru
         if mine['trunk_sha256'] != meta.get('trunk_sha256'):
             raise AdapterCheckpointError(
                 f'{path} was trained on other trunk weights than this model holds; load the '
-                f'pretrained trunk first (init_weights() with init_cfg from '
-                f'{meta.get("pretrained")}), or pass check_trunk=False to load anyway')
+                f'pretrained trunk first: the config\'s init_cfg must name '
+                f'{meta.get("pretrained")} (tools/test.py and tools/ground.py load it before the '
+                'adapters)')
     model.load_state_dict(state, strict=False)
     return meta

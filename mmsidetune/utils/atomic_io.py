@@ -19,7 +19,7 @@ import torch
 from mmengine.fileio import LocalBackend, register_backend
 
 __all__ = ['AtomicLocalBackend', 'atomic_write_bytes', 'atomic_torch_save', 'partial_files',
-           'PARTIAL_SUFFIX']
+           'PARTIAL_SUFFIX', 'check_output_path']
 
 PARTIAL_SUFFIX = '.partial'
 
@@ -51,6 +51,36 @@ def atomic_torch_save(obj, path: Union[str, Path]) -> None:
     with io.BytesIO() as buf:
         torch.save(obj, buf)
         atomic_write_bytes(buf.getvalue(), path)
+
+
+def check_output_path(out: Union[str, Path], inputs=(), force: bool = False) -> None:
+    """The overwrite rules of mmsidetune's tools (docs/scale.md, "What the tools never
+    overwrite"), checked before any work is done.
+
+    Args:
+        out (str): File the tool will write.
+        inputs (sequence of str): Files the tool reads.
+        force (bool): The user passed ``--force``: an existing ``out`` may be replaced.
+
+    Raises:
+        ValueError: ``out`` is one of ``inputs`` (the same file, also through a link), even
+            with ``force``: a tool never overwrites its own input.
+        FileExistsError: ``out`` exists and ``force`` is False.
+        IsADirectoryError: ``out`` is a folder.
+    """
+    out = str(out)
+    for src in inputs:
+        if src is None:
+            continue
+        same = osp.realpath(out) == osp.realpath(str(src)) or (
+            osp.exists(out) and osp.exists(str(src)) and osp.samefile(out, str(src)))
+        if same:
+            raise ValueError(f'the output {out} is the input {src}: a tool never overwrites its '
+                             'own input; write to another file')
+    if osp.isdir(out):
+        raise IsADirectoryError(f'the output {out} is a folder; name a file')
+    if osp.exists(out) and not force:
+        raise FileExistsError(f'the output {out} exists; pass --force to replace it')
 
 
 def partial_files(folder: str) -> List[str]:

@@ -14,12 +14,20 @@ torch's safe default for every other file. Unpickling runs code from the file: t
 own files.
 """
 import os.path as osp
-from typing import Set
+import pickle
+import zipfile
+from typing import Optional, Set
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['trust_checkpoint', 'is_trusted_checkpoint']
+__all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
+           'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
+           'OPTIONAL_KEY_SUFFIXES']
+
+# State-dict entries a checkpoint may lack or carry extra without being another model's:
+# BatchNorm's step counter (absent from old files, unused by eval and by momentum-based BN).
+OPTIONAL_KEY_SUFFIXES = ('num_batches_tracked', )
 
 _TRUSTED_FILES: Set[str] = set()
 _TRUSTED_DIRS: Set[str] = set()
@@ -37,18 +45,115 @@ def is_trusted_checkpoint(path: str) -> bool:
     return real in _TRUSTED_FILES or any(real.startswith(d + osp.sep) for d in _TRUSTED_DIRS)
 
 
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file exists but cannot be read; the message names the file and the cause."""
+
+
+def read_checkpoint_file(filename: str, map_location=None, weights_only: Optional[bool] = None,
+                         mmap: bool = False):
+    """``torch.load`` whose errors name the file and say what is wrong with it.
+
+    Args:
+        filename (str): Local checkpoint path.
+        map_location: As ``torch.load``.
+        weights_only (bool, optional): As ``torch.load`` (None: torch's default, True since 2.6).
+        mmap (bool): Map the file instead of reading it (zip checkpoints only; tensors are then
+            read on access).
+
+    Raises:
+        FileNotFoundError: ``filename`` is empty (e.g. an empty ``last_checkpoint`` file) or
+            does not exist.
+        CheckpointReadError: an empty (0-byte) file, a damaged or truncated file, or a file that
+            is not a PyTorch checkpoint.
+        pickle.UnpicklingError: ``weights_only`` loading refused an object pickled in the file
+            (torch's message, prefixed with the file name).
+    """
+    if not str(filename).strip():
+        raise FileNotFoundError('empty checkpoint path (is work_dir/last_checkpoint empty? '
+                                'delete it, or name the checkpoint with --resume PATH)')
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    if osp.getsize(filename) == 0:
+        raise CheckpointReadError(f'checkpoint {filename} is an empty file (0 bytes): a save '
+                                  'that never finished, or a copy that failed')
+    is_zip = zipfile.is_zipfile(filename)
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=weights_only,
+                          mmap=mmap and is_zip)
+    except pickle.UnpicklingError as e:
+        if is_zip:  # a real torch file holding objects weights_only loading refuses
+            raise pickle.UnpicklingError(f'checkpoint {filename}: {e}') from e
+        raise CheckpointReadError(f'checkpoint {filename} is not a PyTorch checkpoint or is '
+                                  f'damaged (cannot unpickle it: {str(e).splitlines()[0]})') from e
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError) as e:
+        first = str(e).split('. ')[0] or type(e).__name__
+        raise CheckpointReadError(f'checkpoint {filename} is damaged or truncated '
+                                  f'({osp.getsize(filename)} bytes; torch: {first})') from e
+
+
 @CheckpointLoader.register_scheme(prefixes='', force=True)
-def _load_local(filename: str, map_location=None):
+def load_from_local(filename: str, map_location=None):
     """mmengine's local loader, with ``weights_only=False`` for trusted files only.
+
+    Named like mmengine's own loaders (``load_from_<backend>``): mmengine logs
+    "Loads checkpoint by local backend" from the name.
 
     Other files get torch's own default (``weights_only=True`` since torch 2.6), so torch's
     ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` still applies to them (``mim test ... --checkpoint``).
 
     Raises:
-        FileNotFoundError: if ``filename`` does not exist.
+        FileNotFoundError, CheckpointReadError, pickle.UnpicklingError: see
+            :func:`read_checkpoint_file`.
     """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location,
-                      weights_only=False if is_trusted_checkpoint(filename) else None)
+    return read_checkpoint_file(filename, map_location,
+                                weights_only=False if is_trusted_checkpoint(filename) else None)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model it is loaded into; the message names the file and
+    the first mismatched keys."""
+
+
+def _listing(keys, limit: int = 5) -> str:
+    return f'{keys[:limit]}{f" and {len(keys) - limit} more" if len(keys) > limit else ""}'
+
+
+def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
+    """Refuse a full checkpoint whose weights are not this model's.
+
+    Compares the keys and shapes of ``checkpoint['state_dict']`` (or the dict itself; a leading
+    ``module.`` is ignored, as mmengine's loader does) with ``model.state_dict()``. Keys ending
+    in :data:`OPTIONAL_KEY_SUFFIXES` are not compared. mmengine's ``load_checkpoint`` (what
+    ``load_from`` and ``tools/test.py`` use) only warns about these mismatches and then
+    evaluates a partly random model.
+
+    Raises:
+        CheckpointMismatchError: keys of the model missing from the file, keys of the file
+            the model has no place for, or shape mismatches (the first five of each).
+    """
+    import re
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f'checkpoint {path} holds no state dict '
+                                      f'(a {type(checkpoint).__name__})')
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    own = model.state_dict()
+    optional = tuple(OPTIONAL_KEY_SUFFIXES)
+    missing = [k for k in own if k not in state and not k.endswith(optional)]
+    unexpected = [k for k in state if k not in own and not k.endswith(optional)]
+    shapes = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in state.items()
+              if k in own and hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} of the model\'s {len(own)} tensors missing from the '
+                        f'file, first: {_listing(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} tensors in the file with no place in the model, '
+                        f'first: {_listing(unexpected)}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
+    if problems:
+        raise CheckpointMismatchError(
+            f'checkpoint {path} does not fit {type(model).__name__}: ' + '; '.join(problems))

@@ -92,6 +92,11 @@ def test_config_builds(path, skip_random_init):
 def test_checkpoints_are_atomic_and_loadable(path):
     """Every config saves through AtomicCheckpointHook: no half-written checkpoint replaces a
     good one, and `mim train --resume` / `mim test --checkpoint` can load mmengine's own files."""
-    hook = Config.fromfile(path).default_hooks.checkpoint
+    cfg = Config.fromfile(path)
+    hook = cfg.default_hooks.checkpoint
     assert hook.type == 'AtomicCheckpointHook'
     assert hook.get('trust_loaded', True)
+    # ... and stops at the first non-finite loss or gradient, before anything is saved from it
+    # (the behaviour: tests/test_reliability).
+    guards = [h for h in cfg.get('custom_hooks', []) if h.type == 'FiniteLossHook']
+    assert len(guards) == 1 and guards[0].get('interval', 1) == 1, cfg.get('custom_hooks')

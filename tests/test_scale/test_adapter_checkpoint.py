@@ -160,7 +160,8 @@ def test_full_to_adapter_converter(trained, tmp_path, capsys):
     other = toy.write_trunk(str(tmp_path / 'other_trunk.pth'), seed=5)
     with pytest.raises(SystemExit, match='differs from the pretrained trunk'):
         toy.import_tool('model_converters/full_to_adapter.py').main(
-            [config, full, out, '--cfg-options', f'model.backbone.init_cfg.checkpoint={other}'])
+            [config, full, out, '--force', '--cfg-options',
+             f'model.backbone.init_cfg.checkpoint={other}'])
 
 
 def test_hook_removes_adapter_files_with_their_checkpoints(tmp_path):

@@ -1,6 +1,7 @@
 """Convert a full mmengine checkpoint of a tuned model into an adapter-only file.
 
-    python tools/model_converters/full_to_adapter.py CONFIG FULL_CKPT OUT [--cfg-options K=V ...]
+    python tools/model_converters/full_to_adapter.py CONFIG FULL_CKPT OUT [--force] \
+        [--cfg-options K=V ...]
 
 The model is built from CONFIG, FULL_CKPT is loaded into it (strict: every key must fit), and
 OUT receives only the trainable tensors plus the trunk fingerprint and the pretrained trunk's
@@ -8,7 +9,8 @@ name (mmsidetune.utils.adapter_checkpoint). When the pretrained trunk named by t
 ``init_cfg`` is on disk, the converter also checks that FULL_CKPT's trunk *is* that trunk: an
 adapter-only file is useless if the trunk changed in training (full fine-tuning) or the config
 names another trunk. FULL_CKPT is fully unpickled (mmengine's checkpoints need it): convert only
-your own files. Prints the sizes; exits non-zero with the reason on any mismatch.
+your own files. Prints the sizes; exits non-zero with the reason on any mismatch. OUT is never
+FULL_CKPT (nor the config); an existing OUT is replaced only with ``--force``, atomically.
 """
 import argparse
 import os
@@ -20,7 +22,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import (pretrained_sources, save_adapter_checkpoint, trunk_fingerprint,
+from mmsidetune.utils import (CheckpointReadError, check_output_path, is_adapter_checkpoint,
+                              pretrained_sources, save_adapter_checkpoint, trunk_fingerprint,
                               trust_checkpoint)
 
 
@@ -30,6 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('config', help='the config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='full mmengine checkpoint (e.g. work_dirs/x/iter_N.pth)')
     parser.add_argument('out', help='adapter-only file to write')
+    parser.add_argument('--force', action='store_true', help='replace an existing OUT')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, xxx=yyy format')
     return parser.parse_args(argv)
@@ -45,6 +49,12 @@ def main(argv=None) -> dict:
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             sys.exit(f'full_to_adapter: {what} not found: {path}')
+    try:
+        check_output_path(args.out, (args.config, args.checkpoint), args.force)
+    except (ValueError, OSError) as e:
+        sys.exit(f'full_to_adapter: {e}')
+    if is_adapter_checkpoint(args.checkpoint):
+        sys.exit(f'full_to_adapter: {args.checkpoint} is already an adapter-only checkpoint')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -62,6 +72,8 @@ def main(argv=None) -> dict:
     trust_checkpoint(args.checkpoint)  # the user named this file
     try:
         load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    except (CheckpointReadError, FileNotFoundError) as e:
+        sys.exit(f'full_to_adapter: {e}')
     except RuntimeError as e:  # mmengine lists missing / unexpected / mismatched keys
         sys.exit(f'full_to_adapter: {args.checkpoint} does not fit the model of '
                  f'{args.config}:\n{e}')

@@ -1,7 +1,8 @@
 """Convert an official Swin Transformer checkpoint (microsoft/Swin-Transformer) to the mmdet /
 mmseg backbone key layout.
 
-    python tools/model_converters/swin2mmdet.py SRC DST [--arch swin-b] [--verbose] [--trust]
+    python tools/model_converters/swin2mmdet.py SRC DST [--arch swin-b] [--verbose] [--trust] \
+        [--force]
 
 mmsidetune's backbones read official files directly (``init_cfg=dict(type='Pretrained',
 checkpoint=SRC)``), so this tool is for checking a download and for other code: DST holds
@@ -12,6 +13,7 @@ the one the loader uses (``load_swin_state_dict``: mmdet's ``swin_converter``). 
 the converted keys are compared with a Swin built with it: any missing, unexpected or
 shape-mismatched key is listed and the tool exits with status 1. The classification head, the
 final ``norm`` and the precomputed ``attn_mask`` buffers of the release are dropped (listed).
+DST is never SRC; an existing DST is replaced only with ``--force``, atomically.
 """
 import argparse
 import pickle
@@ -26,7 +28,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 import mmsidetune  # noqa: F401
 from mmsidetune.backbones.tuned_swin import load_swin_state_dict
 from mmsidetune.utils import trust_checkpoint
-from mmsidetune.utils.atomic_io import atomic_torch_save
+from mmsidetune.utils.atomic_io import atomic_torch_save, check_output_path
 
 ARCHS = {
     'swin-t': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -46,6 +48,7 @@ def parse_args(argv=None):
     parser.add_argument('--arch', choices=sorted(ARCHS),
                         help='expected architecture (default: read from the file)')
     parser.add_argument('--verbose', action='store_true', help='print every key mapping')
+    parser.add_argument('--force', action='store_true', help='replace an existing DST')
     parser.add_argument('--trust', action='store_true',
                         help='fully unpickle SRC (only for files you trust; official releases '
                              'load without it)')
@@ -83,6 +86,10 @@ def _rule(old: str, new: str) -> str:
 def main(argv=None) -> OrderedDict:
     """Convert; returns the converted state (mmdet keys without the ``backbone.`` prefix)."""
     args = parse_args(argv)
+    try:
+        check_output_path(args.dst, (args.src, ), args.force)
+    except (ValueError, OSError) as e:
+        sys.exit(f'swin2mmdet: {e}')
     try:
         if args.trust:
             trust_checkpoint(args.src)

@@ -5,6 +5,7 @@ own (``RandomChoiceResize``, ``mmdet.ResizeShortestEdge``, ``RandomApply``, ``Ra
 from .box_mapping import canvas_to_original
 from .flip import RandomFlipPhrase
 from .formatting import GROUNDING_META_KEYS, PackGroundingInputs
+from .loading import LoadSegAnnotations
 from .pad import GroundingPad
 from .phrase_words import names_direction, swap_words
 from .resize_crop import DirectionAwareRandomChoice, RandomCropKeepBox
@@ -12,5 +13,5 @@ from .resize_crop import DirectionAwareRandomChoice, RandomCropKeepBox
 __all__ = [
     'DirectionAwareRandomChoice', 'RandomCropKeepBox', 'RandomFlipPhrase', 'GroundingPad',
     'PackGroundingInputs', 'GROUNDING_META_KEYS', 'canvas_to_original', 'names_direction',
-    'swap_words'
+    'swap_words', 'LoadSegAnnotations'
 ]

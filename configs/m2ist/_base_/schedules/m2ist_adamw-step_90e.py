@@ -29,5 +29,7 @@ default_hooks = dict(
         type='AtomicCheckpointHook', interval=1, max_keep_ckpts=2, save_best='Acc@0.5',
         save_adapter=True,
         rule='greater'))
+# Stops at the first non-finite loss / gradient, before it reaches a checkpoint (docs/scale.md).
+custom_hooks = [dict(type='FiniteLossHook')]
 # 64 images per iteration in the paper: 8 GPUs x 8.
 auto_scale_lr = dict(enable=False, base_batch_size=64)

@@ -1,0 +1,146 @@
+"""Stop training at the first non-finite loss or gradient, before anything is saved from it."""
+from typing import Dict, List, Optional
+
+import torch
+from mmdet.engine.hooks import CheckInvalidLossHook
+from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
+from mmengine.registry import HOOKS
+
+from ..cost import unwrap_model
+
+__all__ = ['NonFiniteError', 'FiniteLossHook', 'non_finite_tensors']
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite (NaN / inf) loss, gradient or weight; the message names the
+    iteration and the tensors."""
+
+
+def _fmt(log_vars: Optional[Dict]) -> str:
+    if not log_vars:
+        return 'not recorded'
+    return ', '.join(f'{k}={float(torch.as_tensor(v).detach().float().mean()):.4g}'
+                     for k, v in log_vars.items())
+
+
+def non_finite_tensors(named: Dict[str, torch.Tensor]) -> List[str]:
+    """Names of the floating-point tensors in ``named`` holding a NaN or an inf (one device
+    synchronisation for the whole dict)."""
+    items = [(k, v) for k, v in named.items()
+             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
+    if not items:
+        return []
+    finite = torch.stack([torch.isfinite(v).all().to('cpu', non_blocking=True) for _, v in items])
+    return [k for (k, _), ok in zip(items, finite.tolist()) if not ok]
+
+
+@HOOKS.register_module()
+class FiniteLossHook(CheckInvalidLossHook):
+    """mmdet's ``CheckInvalidLossHook``, made to stop a run at the first non-finite step.
+
+    mmdet 3.3's hook asserts ``torch.isfinite(outputs['loss'])`` every ``interval`` (50)
+    iterations *after* the optimizer step, with an ``AssertionError`` that carries no message.
+    By then the weights are already NaN and, with a checkpoint interval that is not a multiple of
+    50, checkpoints full of NaN have been written (and ``max_keep_ckpts`` has deleted the good
+    ones). This subclass checks every iteration, before the optimizer step changes a weight:
+
+    * every loss term (keys containing ``'loss'`` in the model's parsed losses, and their sum),
+      as soon as the model's ``parse_losses`` returns them;
+    * with ``check_grads``, the gradients of every trainable parameter, just before
+      ``optimizer.step()`` (a torch optimizer step pre-hook). Skipped under
+      ``AmpOptimWrapper``: its dynamic loss scaling skips steps with inf gradients by design.
+
+    Either raises :class:`NonFiniteError` naming the iteration (1-based, as in the log lines and
+    ``iter_N.pth``), the loss terms (with their values) and the first parameters with non-finite
+    gradients. The optimizer step does not run, no hook's ``after_train_iter`` runs, so no
+    checkpoint is written from that state and none is deleted. The loss check of the parent
+    (on ``outputs``, after the step) is kept for models whose ``train_step`` does not call
+    ``parse_losses``. Every config of mmsidetune adds it through ``custom_hooks``
+    (docs/scale.md, "Non-finite losses").
+
+    Args:
+        interval (int): Check every ``interval`` iterations. Defaults to 1.
+        check_grads (bool): Also check trainable gradients before each step. Defaults to True.
+    """
+
+    priority = 'VERY_HIGH'  # before every other after_train_iter (CheckpointHook: VERY_LOW)
+
+    def __init__(self, interval: int = 1, check_grads: bool = True) -> None:
+        super().__init__(interval=interval)
+        self.check_grads = check_grads
+        self._runner = None
+        self._log_vars = None
+        self._names: Dict[int, str] = {}
+        self._handles = []
+
+    def _iteration(self) -> int:
+        return self._runner.iter + 1
+
+    def _active(self) -> bool:
+        return self.every_n_train_iters(self._runner, self.interval)
+
+    def _check_log_vars(self, log_vars: Dict, where: str) -> None:
+        terms = {k: v for k, v in log_vars.items() if 'loss' in k}
+        bad = [k for k, v in terms.items() if not torch.isfinite(torch.as_tensor(v)).all()]
+        if bad:
+            raise NonFiniteError(
+                f'non-finite loss at iteration {self._iteration()} ({where}): {", ".join(bad)} '
+                f'(loss terms: {_fmt(terms)}); training stopped before the optimizer step and '
+                'before any checkpoint of this state (lower the learning rate, clip gradients '
+                'with optim_wrapper.clip_grad, or check the data of this iteration)')
+
+    def before_train(self, runner) -> None:
+        self._runner = runner
+        model = unwrap_model(runner.model)
+        parse = model.parse_losses
+
+        def parse_losses(losses):
+            loss, log_vars = parse(losses)
+            self._log_vars = {k: v.detach() if isinstance(v, torch.Tensor) else v
+                              for k, v in log_vars.items()}
+            if self._active():
+                self._check_log_vars(log_vars, 'before backward')
+            return loss, log_vars
+
+        model.parse_losses = parse_losses  # an instance attribute, removed in after_train
+        self._model = model
+        wrappers = (runner.optim_wrapper.values()
+                    if isinstance(runner.optim_wrapper, OptimWrapperDict) else
+                    [runner.optim_wrapper])
+        if self.check_grads:
+            self._names = {id(p): n for n, p in model.named_parameters()}
+            for wrapper in wrappers:
+                if isinstance(wrapper, AmpOptimWrapper):
+                    continue
+                self._handles.append(
+                    wrapper.optimizer.register_step_pre_hook(self._check_grads))
+
+    def _check_grads(self, optimizer, args, kwargs) -> None:
+        if not self._active():
+            return
+        grads = {self._names.get(id(p), f'param {i}'): p.grad
+                 for i, p in enumerate(p for g in optimizer.param_groups for p in g['params'])
+                 if p.grad is not None}
+        bad = non_finite_tensors(grads)
+        if bad:
+            raise NonFiniteError(
+                f'non-finite gradients at iteration {self._iteration()} in {len(bad)} trainable '
+                f'parameters, first: {bad[:5]} (loss terms: {_fmt(self._log_vars)}); training '
+                'stopped before the optimizer step and before any checkpoint of this state '
+                '(lower the learning rate or clip gradients with optim_wrapper.clip_grad)')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if isinstance(outputs, dict) and self._active():
+            self._check_log_vars(outputs, 'after the step')
+
+    def after_train(self, runner) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        model = getattr(self, '_model', None)
+        if model is not None and 'parse_losses' in vars(model):
+            del model.parse_losses
+        self._model = None
