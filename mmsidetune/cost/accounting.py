@@ -197,9 +197,13 @@ class SavedTensorMeter:
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         self.num_tensors += 1
+        # A detached alias (same storage, no grad_fn): returning ``t`` itself would make a saved
+        # output and its grad_fn a reference cycle, alive until the garbage collector runs, and
+        # the meter would change the memory it is next to.
+        alias = t.detach()
         if t.layout == torch.strided and not self._counted:
-            self._packed.append(weakref.ref(t))
-        return t
+            self._packed.append(weakref.ref(alias))
+        return alias
 
     def _unpack(self, t: torch.Tensor) -> torch.Tensor:
         if not self._counted:
