@@ -16,8 +16,10 @@ peak into :data:`CATEGORIES` = parameters, gradients, optimizer state, activatio
   record_shapes=True, with_stack=True)`` and ``torch.profiler._memory_profiler``, a private API
   whose behaviour the tests pin). Every allocation and free of the step is replayed in order;
   the peak is the largest sum of live bytes, split by the profiler's category of each tensor
-  (:data:`PROFILER_CATEGORY_MAP`). Parameters the step never touches are live as well: they are
-  added to ``parameters`` (and the peak) so that the count covers the whole model.
+  (:data:`PROFILER_CATEGORY_MAP`; a tensor the profiler calls a parameter but that the step
+  itself allocated, such as anchors or targets, counts as an activation). Parameters the step
+  never touches are live as well: they are added to ``parameters`` (and the peak) so that the
+  count covers the whole model.
 
 The profiler slows the step several times: measure memory and time on different steps.
 """
@@ -229,13 +231,22 @@ def timeline_peak(memory_profile, device) -> tuple:
     total = peak = 0
     at_peak = dict(live)
 
+    created = set()  # tensors allocated during the step
+
     def _ours(key, version) -> str:
         category = categories.get(key, version) if isinstance(key, TensorKey) else None
-        return PROFILER_CATEGORY_MAP[None if category is None else category.name]
+        name = None if category is None else category.name
+        if name == 'PARAMETER' and key in created:
+            # the profiler's data-flow rule also calls constants made in forward (anchors,
+            # targets) parameters; a parameter cannot be made by the step: they are activations
+            return 'activations'
+        return PROFILER_CATEGORY_MAP[name]
 
     for _, action, (key, version), numbytes in memory_profile.timeline:
         if key.device != device:
             continue
+        if action == Action.CREATE:
+            created.add(key)
         if action in (Action.PREEXISTING, Action.CREATE):
             live[_ours(key, version)] += numbytes
             total += numbytes
