@@ -188,3 +188,37 @@ def test_private_profiler_api_pinned():
     assert isinstance(action, mp.Action) and isinstance(numbytes, int)
     assert key.device == torch.device('cpu') and isinstance(version, int)
     assert hasattr(memory_profile._categories, 'get')
+
+
+def test_cuda_path_reads_the_models_device_and_subtracts_other_tensors(monkeypatch):
+    """No GPU here: torch.cuda's counters are replaced by fakes that record the device asked."""
+    calls = []
+    fake = dict(allocated=0, peak=0)
+
+    def record(name, value=None):
+        def _fn(device=None):
+            calls.append((name, str(device)))
+            return fake.get(value) if value else None
+        return _fn
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'synchronize', record('synchronize'))
+    monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats', record('reset'))
+    monkeypatch.setattr(torch.cuda, 'memory_allocated', record('allocated', 'allocated'))
+    monkeypatch.setattr(torch.cuda, 'max_memory_allocated', record('max', 'peak'))
+    model = nn.Linear(1024, 256)  # 1 MiB + 1 KiB of parameters, all trainable
+    params = parameter_bytes(model)
+    opt = torch.optim.AdamW(model.parameters())
+    meter = StepMemoryMeter(model, opt, device='cuda:1')
+    # 30 MiB of another model share the device, plus this model's parameters
+    fake['allocated'] = 30 * MiB + params
+    meter.start()
+    fake['peak'] = 30 * MiB + params + 5 * MiB  # the step's peak: parameters + 5 MiB
+    result = meter.stop()
+    assert {device for _, device in calls} == {'cuda:1'}
+    assert [name for name, _ in calls] == ['synchronize', 'allocated', 'reset', 'synchronize',
+                                          'max']
+    assert result.peak_bytes == params + 5 * MiB
+    assert result.breakdown == dict(parameters=params, gradients=params, optimizer=0,
+                                    activations=5 * MiB - params, temporaries=0)
+    assert result.source == 'cuda_allocator' and result.device == 'cuda:1'
