@@ -32,7 +32,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
-#: tuning-share convention of the Swin papers (E3VA and its baselines, SPEC.md section 1).
+#: tuning-share convention of the Swin papers (E3VA and its baselines, V-PETL Bench tables).
 BACKBONE_CONVENTION = 'trainable backbone parameters / backbone parameters'
 
 
