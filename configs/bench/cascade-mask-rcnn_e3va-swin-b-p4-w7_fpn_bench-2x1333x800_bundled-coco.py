@@ -1,7 +1,8 @@
 # Paper-size bench (docs/bench_paper_scale.md): the COCO Cascade Mask R-CNN Swin-B of E3VA
 # (4conv1fc GIoU bbox heads, FPN, 80 classes) at the paper's per-GPU load, 2 images of 1333x800,
 # on the bundled real photos with random init. Memory only: never trained in tests.
-#   python tools/bench.py configs/bench/cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_bench-2x1333x800_bundled-coco.py \
+#   python tools/bench.py \
+#       configs/bench/cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_bench-2x1333x800_bundled-coco.py \
 #       --methods full,frozen,adapter,lora,adaptformer,lorand,e3va --steps 1 --warmup 1
 # bench switches the method through model.backbone.type, as for every Swin config.
 _base_ = ['../e3va/cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_8xb2-ms-crop-3x_coco.py']

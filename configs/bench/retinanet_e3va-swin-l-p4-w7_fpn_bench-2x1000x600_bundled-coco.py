@@ -1,7 +1,8 @@
 # Paper-size bench (docs/bench_paper_scale.md): the Pascal VOC RetinaNet Swin-L of E3VA (FPN from
 # stages 1-3, 20 classes) at the paper's per-GPU load, 2 images of 1000x600, on the bundled real
 # photos (boxes only) with random init. Memory only: never trained in tests.
-#   python tools/bench.py configs/bench/retinanet_e3va-swin-l-p4-w7_fpn_bench-2x1000x600_bundled-coco.py \
+#   python tools/bench.py \
+#       configs/bench/retinanet_e3va-swin-l-p4-w7_fpn_bench-2x1000x600_bundled-coco.py \
 #       --methods full,frozen,adapter,lora,adaptformer,lorand,e3va --steps 1 --warmup 1
 _base_ = ['../e3va/retinanet_e3va-swin-l-p4-w7_fpn_1x_voc0712.py']
 

@@ -1,4 +1,7 @@
-"""Cost accounting: trainable parameters, training memory and step time (docs/cost_accounting.md)."""
+"""Cost accounting: trainable parameters, training memory and step time.
+
+Definitions: docs/cost_accounting.md.
+"""
 from .accounting import (MB, ParamCount, SavedTensorMeter, StepTimer, count_parameters,
                          cpu_training_bytes, gradient_bytes, optimizer_state_bytes, parameter_bytes,
                          unwrap_model)

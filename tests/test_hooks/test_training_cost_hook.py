@@ -23,8 +23,8 @@ def _train(cfg, work_dir, batch_size, max_iters=3, **hook):
     cfg.train_dataloader.batch_size = batch_size
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1000
-    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', [])
-                        if h['type'] != 'TrainingCostHook'] + [dict(type='TrainingCostHook', **hook)]
+    others = [h for h in cfg.get('custom_hooks', []) if h['type'] != 'TrainingCostHook']
+    cfg.custom_hooks = others + [dict(type='TrainingCostHook', **hook)]
     runner = Runner.from_cfg(cfg)
     runner.train()
     records = [json.loads(line) for line in
