@@ -2,7 +2,8 @@
 
     python tools/bench.py [CONFIG] --methods all --steps N --img-size 640x480 --out-dir DIR
 
-Prints a table (trainable parameters, memory, step time, ratios to full fine-tuning) and writes
+Prints a table (trainable parameters, tuning share, training memory and its split, step time,
+ratios to full fine-tuning) and writes
 DIR/bench.json, DIR/bench.md and DIR/bench.png. The default CONFIG is the small E3VA Cascade Mask
 R-CNN on the bundled real photos.
 """
@@ -145,9 +146,10 @@ def main(argv=None):
                 img_size=('%dx%d (W x H, resized before packing)' % args.img_size
                           if args.img_size else 'as the config pipeline'),
                 amp='AmpOptimWrapper (float16)' if args.amp else 'off (float32)',
-                memory=('saved-for-backward + parameter + gradient + optimizer-state bytes'
-                        if args.device == 'cpu' else 'CUDA peak allocated during the step + '
-                        'own parameters and optimizer state'))
+                memory=('peak of live tensor bytes in one step after warm-up (' +
+                        ('torch.profiler memory timeline' if args.device == 'cpu' else
+                         'torch.cuda.max_memory_allocated on the model\'s device') +
+                        '), split at the peak; docs/cost_accounting.md'))
     paths = write_report(rows, args.out_dir, meta)
     print(format_table(rows))
     print('\n'.join(f'bench: wrote {p}' for p in paths.values()))

@@ -5,7 +5,6 @@ Used by ``tools/bench.py``. For each method the backbone ``type`` of the config 
 config, and warm-up then timed training steps run on the *same* real batches, with methods
 interleaved step by step so that machine noise hits them alike (SPEC.md section 3).
 """
-import contextlib
 import copy
 import json
 import os
@@ -23,8 +22,8 @@ from mmengine.utils import ProgressBar
 from ..backbones import TUNING_METHODS
 from ..grounding import TUNING_MODES
 from ..utils.atomic_io import atomic_write_bytes
-from .accounting import (MB, SavedTensorMeter, StepTimer, count_parameters, cpu_training_bytes,
-                         optimizer_state_bytes, parameter_bytes)
+from .accounting import MB, SavedTensorMeter, StepTimer, count_parameters
+from .memory import CATEGORIES, StepMemory, StepMemoryMeter
 
 __all__ = ['BenchError', 'apply_method', 'set_img_size', 'use_amp', 'run_bench', 'write_report',
            'format_table', 'GROUNDING_METHODS']
@@ -174,39 +173,27 @@ class _MethodRun:
         self.optim_wrapper = build_optim_wrapper(self.model, copy.deepcopy(self.cfg.optim_wrapper))
         self.device = device
         self.params = count_parameters(self.model)
-        self.memory_bytes: List[int] = []
-        self.saved_bytes: List[int] = []
+        self.memory: Optional[StepMemory] = None
+        self.saved_bytes: Optional[int] = None
         self.step_ms: List[float] = []
         self.losses: List[float] = []
 
     def step(self, batch: dict, record: bool) -> None:
-        cuda = self.device.startswith('cuda')
+        """An untimed warm-up step (``record=False``) or a timed one."""
         timer = StepTimer(self.device)
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        # CPU memory is computed from the saved-for-backward bytes, so the meter runs in every
-        # step there (a Python call per saved tensor: small next to a CPU step). On CUDA the
-        # allocator gives memory; the meter runs only in the untimed warm-up steps, so it does
-        # not slow the timed ones.
-        count_saved = not cuda or not record
-        meter = SavedTensorMeter(exclude=self.model.parameters()) if count_saved else None
-        with timer.measure(), (meter if meter is not None else contextlib.nullcontext()):
+        with timer.measure():
             log_vars = self.model.train_step(batch, self.optim_wrapper)
-        if cuda:
-            # Other methods' models share the device: count this step's growth plus this
-            # method's own persistent state (parameters and optimizer moments).
-            memory = (torch.cuda.max_memory_allocated() - before + parameter_bytes(self.model) +
-                      optimizer_state_bytes(self.optim_wrapper))
-        else:
-            memory = cpu_training_bytes(self.model, self.optim_wrapper, meter.bytes)
-        if meter is not None and (record or cuda):
-            self.saved_bytes.append(meter.bytes)
         if record:
-            self.memory_bytes.append(memory)
             self.step_ms.append(timer.ms)
             self.losses.append(float(log_vars['loss'].detach()))
+
+    def memory_step(self, batch: dict) -> None:
+        """The untimed step whose peak live bytes (:class:`StepMemoryMeter`) and saved-for-backward
+        bytes are measured; both meters slow the step, so it is never timed."""
+        meter = StepMemoryMeter(self.model, self.optim_wrapper)
+        with meter, SavedTensorMeter(exclude=self.model.parameters()) as saved:
+            self.model.train_step(batch, self.optim_wrapper)
+        self.memory, self.saved_bytes = meter.result, saved.bytes
 
     def row(self) -> Dict:
         p = self.params
@@ -218,8 +205,13 @@ class _MethodRun:
             trainable_pct=p.trainable_pct,
             backbone_trainable_params=p.backbone_trainable,
             backbone_trainable_pct=p.backbone_trainable_pct,
-            memory_mb=max(self.memory_bytes) / MB,
-            saved_for_backward_mb=(max(self.saved_bytes) / MB if self.saved_bytes else None),
+            tuning_params=p.tuning,
+            tuning_pct=p.tuning_pct,
+            tuning_convention=p.tuning_convention,
+            memory_mb=self.memory.peak_mb,
+            memory_breakdown_mb=self.memory.breakdown_mb(),
+            memory_source=self.memory.source,
+            saved_for_backward_mb=self.saved_bytes / MB,
             step_ms=statistics.median(self.step_ms),
             final_loss=self.losses[-1])
 
@@ -234,14 +226,20 @@ def run_bench(cfg: Config,
               progress: bool = True,
               img_size: Optional[Tuple[int, int]] = None,
               amp: bool = False) -> List[Dict]:
-    """Train each method ``warmup + steps`` iterations on the same batches; return one row each.
+    """Train each method ``warmup + 1 + steps`` iterations on the same batches; one row each.
+
+    Per method: ``warmup`` untimed steps, one untimed memory step (profiled: peak live tensor
+    bytes and its split, :class:`~mmsidetune.cost.memory.StepMemoryMeter`, plus the
+    saved-for-backward bytes), then ``steps`` timed steps without any meter. Methods are
+    interleaved step by step.
 
     Args:
         cfg: an mmdet/mmseg config with a Swin backbone, ``train_dataloader`` and
             ``optim_wrapper``.
         methods: method names (keys of :data:`TUNING_METHODS`, or :data:`GROUNDING_METHODS` for an
             ``M2ISTGrounder`` config), or ``['all']``.
-        steps: timed steps per method (median reported). warmup: untimed steps first.
+        steps: timed steps per method (median reported). warmup: untimed steps first (use
+            at least 1, so that the optimizer state exists in the memory step, as in training).
         device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
         batch_size: override ``train_dataloader.batch_size``.
         img_size: train on ``(W, H)`` images (see :func:`set_img_size`).
@@ -250,10 +248,13 @@ def run_bench(cfg: Config,
     Returns:
         Rows with ``method``, ``trainable_params``, ``trainable_pct`` (% of the model),
         ``backbone_trainable_params``, ``backbone_trainable_pct`` (% of the backbone),
-        ``memory_mb`` (MB = 2**20 bytes; CPU: saved-for-backward + parameter + gradient +
-        optimizer-state bytes; CUDA: peak allocated during the step + own persistent state),
-        ``saved_for_backward_mb``, ``step_ms`` (median, ms), ``memory_ratio`` and ``time_ratio``
-        (to the ``full`` row; ``None`` when ``full`` was not run).
+        ``tuning_params``, ``tuning_pct``, ``tuning_convention`` (the paper's convention, see
+        :class:`~mmsidetune.cost.ParamCount`), ``memory_mb`` (MB = 2**20 bytes: peak of live
+        tensor bytes during the memory step), ``memory_breakdown_mb`` (dict: parameters,
+        gradients, optimizer, activations, temporaries at the peak; sums to ``memory_mb``),
+        ``memory_source`` (``cpu_profiler`` or ``cuda_allocator``), ``saved_for_backward_mb``
+        (bytes autograd holds when backward begins), ``step_ms`` (median, ms), ``memory_ratio``
+        and ``time_ratio`` (to the ``full`` row; ``None`` when ``full`` was not run).
 
     Raises:
         ValueError: for unknown methods, ``steps < 1``, CUDA requested but unavailable, ``amp``
@@ -277,19 +278,23 @@ def run_bench(cfg: Config,
     # Python, numpy and torch RNGs (augmentations, RoI sampling): the same batches and the same
     # byte counts on every run.
     set_random_seed(seed)
-    batches = _collect_batches(cfg, warmup + steps, batch_size, seed)
+    batches = _collect_batches(cfg, warmup + 1 + steps, batch_size, seed)
     runs = []
     for method in methods:
         runs.append(_MethodRun(cfg, method, device, seed))
         if progress:
             p = runs[-1].params
             print(f'bench: {method:>11}: {runs[-1].cfg.model.backbone.type}, trainable '
-                  f'{p.trainable / 1e6:.3f} M ({p.trainable_pct:.2f} % of the model, '
-                  f'{p.backbone_trainable_pct:.2f} % of the backbone)', flush=True)
+                  f'{p.trainable / 1e6:.3f} M ({p.trainable_pct:.2f} % of the model); tuning '
+                  f'{p.tuning / 1e6:.3f} M = {p.tuning_pct:.2f} % ({p.tuning_convention})',
+                  flush=True)
     bar = ProgressBar(len(runs) * len(batches)) if progress else None
     for i, batch in enumerate(batches):
         for run in runs:  # interleaved: step i of every method, then step i + 1
-            run.step(batch, record=i >= warmup)
+            if i == warmup:  # the profiled memory step, between warm-up and timing
+                run.memory_step(batch)
+            else:
+                run.step(batch, record=i > warmup)
             if bar:
                 bar.update()
     if bar:
@@ -303,25 +308,35 @@ def run_bench(cfg: Config,
 
 
 def format_table(rows: List[Dict]) -> str:
-    """Markdown table of bench rows (params in M and %, memory in MB, time in ms, ratios)."""
+    """Markdown table of bench rows: params in M and %, tuning share in the paper's convention,
+    memory (peak and its split) in MB, saved-for-backward MB, time in ms, ratios to full."""
 
     def ratio(v):
         return '-' if v is None else f'{v:.2f}x'
 
-    lines = ['| method | trainable params (M) | trainable % of model | % of backbone | '
-             'memory (MB) | step (ms) | memory vs full | time vs full |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    lines = ['| method | trainable params (M) | trainable % of model | tuning % | memory (MB) | '
+             'params | grads | optim | activ. | temp. | saved for bwd (MB) | step (ms) | '
+             'memory vs full | time vs full |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for r in rows:
+        split = r['memory_breakdown_mb']
         lines.append(f"| {r['method']} | {r['trainable_params'] / 1e6:.3f} | "
-                     f"{r['trainable_pct']:.2f} | {r['backbone_trainable_pct']:.2f} | "
-                     f"{r['memory_mb']:.1f} | {r['step_ms']:.0f} | {ratio(r['memory_ratio'])} | "
-                     f"{ratio(r['time_ratio'])} |")
+                     f"{r['trainable_pct']:.2f} | {r['tuning_pct']:.2f} | {r['memory_mb']:.1f} | " +
+                     ' | '.join(f'{split[k]:.1f}' for k in CATEGORIES) +
+                     f" | {r['saved_for_backward_mb']:.1f} | {r['step_ms']:.0f} | "
+                     f"{ratio(r['memory_ratio'])} | {ratio(r['time_ratio'])} |")
+    conventions = sorted({r['tuning_convention'] for r in rows})
+    lines.append('')
+    lines.append(f"tuning %: {'; '.join(conventions)}. memory: peak of live tensor bytes in one "
+                 'training step, split at the peak (params, grads, optim(izer state), '
+                 'activ(ations), temp(oraries)).')
     return '\n'.join(lines)
 
 
 def write_report(rows: List[Dict], out_dir: str, meta: Optional[Dict] = None) -> Dict[str, str]:
     """Write ``bench.json`` (the rows), ``bench.md`` (table + run facts) and ``bench.png`` (bar
-    chart of trainable %, memory and step time) into ``out_dir``; return their paths."""
+    charts of the tuning share, the memory peak stacked by its split, and step time) into
+    ``out_dir``; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: osp.join(out_dir, f'bench.{k}') for k in ('json', 'md', 'png')}
     table = '\n'.join(f'- {k}: {v}' for k, v in (meta or {}).items())
@@ -341,21 +356,39 @@ def _plot(rows: List[Dict], path: str, title: str = '') -> None:
     import matplotlib.pyplot as plt
 
     names = [r['method'] for r in rows]
-    panels = [('trainable params (% of model)', 'trainable_pct', None),
-              ('training memory (MB)', 'memory_mb', 'memory_ratio'),
-              ('step time (ms)', 'step_ms', 'time_ratio')]
-    fig, axes = plt.subplots(1, 3, figsize=(4 * 3 + 1, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(4 * 3 + 2, 4.5))
     colors = plt.get_cmap('tab10').colors
-    for ax, (label, key, ratio_key) in zip(axes, panels):
-        values = [r[key] for r in rows]
-        bars = ax.bar(names, values, color=[colors[i % 10] for i in range(len(rows))])
-        ax.set_title(label)
-        ax.tick_params(axis='x', rotation=30)
-        for bar, r in zip(bars, rows):
-            text = f'{r[key]:.1f}' if ratio_key is None or r[ratio_key] is None else \
-                f'{r[ratio_key]:.2f}x'
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+
+    def _annotate(ax, bars, texts):
+        for bar, text in zip(bars, texts):
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height() + bar.get_y()),
                         ha='center', va='bottom', fontsize=9)
+
+    ax = axes[0]
+    bars = ax.bar(names, [r['tuning_pct'] for r in rows],
+                  color=[colors[i % 10] for i in range(len(rows))])
+    _annotate(ax, bars, [f"{r['tuning_pct']:.2f}" for r in rows])
+    ax.set_title('tuning params (% , paper convention)')
+
+    ax = axes[1]  # stacked: the split of the peak
+    bottom = [0.0] * len(rows)
+    for i, key in enumerate(CATEGORIES):
+        values = [r['memory_breakdown_mb'][key] for r in rows]
+        bars = ax.bar(names, values, bottom=bottom, color=colors[i % 10], label=key)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    _annotate(ax, bars, [f"{r['memory_mb']:.0f}" if r['memory_ratio'] is None else
+                         f"{r['memory_ratio']:.2f}x" for r in rows])
+    ax.set_title('training memory: peak (MB)')
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    bars = ax.bar(names, [r['step_ms'] for r in rows],
+                  color=[colors[i % 10] for i in range(len(rows))])
+    _annotate(ax, bars, [f"{r['step_ms']:.0f}" if r['time_ratio'] is None else
+                         f"{r['time_ratio']:.2f}x" for r in rows])
+    ax.set_title('step time (ms)')
+    for ax in axes:
+        ax.tick_params(axis='x', rotation=30)
         ax.margins(y=0.15)
     if title:
         fig.suptitle(osp.basename(title), fontsize=10)

@@ -136,6 +136,21 @@ class M2ISTGrounder(BaseDetector):
                 attach_serial_adapter(module, text[-1])
         return nn.ModuleDict(dict(visual=visual, text=text))
 
+    def tuning_share(self) -> dict:
+        """Tuning parameters in the M2IST paper's convention (Table: 3.19 M = 2.11 % of 151 M):
+        the side adapters (``'m2ist'``: the M3ISA side network; ``'adapter'``: the serial
+        adapters; ``'full'``: every trainable parameter) over all parameters of the model.
+        Projections, VL encoder and head are not counted as tuning parameters (they train in
+        every mode). Read by :func:`mmsidetune.cost.count_parameters`."""
+        if self.tuning == 'm2ist':
+            tuned = list(self.side_network.parameters())
+        elif self.tuning == 'adapter':
+            tuned = list(self.serial_adapters.parameters())
+        else:
+            tuned = [p for p in self.parameters() if p.requires_grad]
+        return dict(tuned=tuned, total=list(self.parameters()),
+                    convention='side adapters / all parameters')
+
     def train(self, mode: bool = True) -> 'M2ISTGrounder':
         """Frozen encoders (m2ist, adapter) stay in eval mode."""
         super().train(mode)

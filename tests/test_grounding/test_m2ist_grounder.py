@@ -145,3 +145,20 @@ def test_init_weights_keeps_the_loaded_bert(build_mini):
     ours = model.language_model.bert.state_dict()
     for key, value in reference.state_dict().items():
         assert torch.equal(ours[key], value), key
+
+
+@pytest.mark.parametrize('tuning', ['m2ist', 'adapter', 'full'])
+def test_tuning_share_is_side_adapters_over_all_parameters(build_mini, tuning):
+    """The M2IST paper's convention (3.19 M = 2.11 % of 151 M), not "% of the backbone"."""
+    from mmsidetune.cost import count_parameters
+    model = build_mini(tuning)
+    c = count_parameters(model)
+    everything = sum(p.numel() for p in model.parameters())
+    tuned = {'m2ist': model.side_network, 'adapter': model.serial_adapters}.get(tuning)
+    expected = (sum(p.numel() for p in tuned.parameters()) if tuned is not None else
+                sum(p.numel() for p in model.parameters() if p.requires_grad))
+    assert (c.tuning, c.tuning_total) == (expected, everything)
+    assert c.tuning_convention == 'side adapters / all parameters'
+    assert 0 < c.tuning_pct <= 100
+    if tuning != 'full':  # the old "% of the backbone" figure, 0 for side tuning
+        assert c.backbone_trainable_pct == 0.0 and c.tuning_pct > 0
