@@ -221,11 +221,11 @@ class E3VASwinTransformer(TunedSwinTransformer):
         return torch.autocast(device.type, dtype=self.trunk_dtype)
 
     def _highway_downsample(self, down: nn.Module, h: torch.Tensor, hw_shape):
-        """The stage's frozen PatchMerging applied to the float32 highway (float32 copies of its
-        weights when the trunk is held in a smaller dtype)."""
-        if self.trunk_dtype == torch.float32:
+        """The stage's frozen PatchMerging applied to the highway ``h`` in ``h``'s dtype (with
+        copies of its weights in that dtype when the trunk is held in a smaller one)."""
+        if all(p.dtype == h.dtype for p in down.parameters()):
             return down(h, hw_shape)
-        params = {n: p.float() for n, p in down.named_parameters()}
+        params = {n: p.to(h.dtype) for n, p in down.named_parameters()}
         return torch.func.functional_call(down, params, (h, hw_shape))
 
     # ----------------------------------------------------------------- forward
@@ -235,8 +235,7 @@ class E3VASwinTransformer(TunedSwinTransformer):
             if self.use_abs_pos_embed:
                 x = x + self.absolute_pos_embed
             x = self.drop_after_pos(x)
-        # 'full': the highway state h (float32); 'residual': None (restarts in every stage).
-        h = x.float() if self.highway_mode == 'full' else None
+        h = None  # the 'full' highway state (float32), from x inside stage 0
         recompute = self.recompute_trunk and torch.is_grad_enabled()
         outs = []
         for i in range(len(self.stages)):
@@ -253,10 +252,13 @@ class E3VASwinTransformer(TunedSwinTransformer):
         """Stage ``i``: trunk blocks (no autograd) + highway, output norm, PatchMerging.
 
         Returns ``(out_i or None, x, h, hw_shape)`` for the next stage; ``h`` is None in
-        ``'residual'`` mode.
+        ``'residual'`` mode. ``h=None`` in ``'full'`` mode starts the highway at ``x``.
         """
         stage = self.stages[i]
         full = self.highway_mode == 'full'
+        dtype = next((p.dtype for p in self.highway.parameters()), torch.float32)
+        if full and h is None:
+            h = x.to(dtype)
         with_adapters = full or i in self.out_indices
         context = self._trunk_context(x.device)
         delta = None  # 'residual': the highway of this stage
@@ -272,7 +274,7 @@ class E3VASwinTransformer(TunedSwinTransformer):
                     delta = update if delta is None else delta + update
             x = x_next
         if not full:
-            h_stage = x.float() if delta is None else x.float() + delta
+            h_stage = x.to(dtype) if delta is None else x.to(dtype) + delta
         else:
             h_stage = h
         out = None
