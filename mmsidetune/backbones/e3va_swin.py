@@ -41,7 +41,7 @@ from mmengine.model import ModuleList
 from torch.utils.checkpoint import checkpoint
 
 from ..adapters import DualLowRankAdapter, lean_dual_lowrank_adapter
-from .tuned_swin import TunedSwinTransformer, register_tuned_swin
+from .tuned_swin import TunedSwinTransformer, register_tuned_swin, register_tuning_variant
 
 __all__ = ['E3VASwinTransformer', 'E3VABlockAdapters', 'swin_block_branches']
 
@@ -299,3 +299,13 @@ class E3VASwinTransformer(TunedSwinTransformer):
         out = getattr(self, f'norm{i}')(h) if i in self.out_indices else None
         h_down, _ = self._highway_downsample(self.stages[i].downsample, h, hw_shape)
         return out, h_down
+
+
+# Bench rows for E3VA's memory options (docs/e3va.md, "Memory options"); 'e3va' is the defaults.
+register_tuning_variant('e3va-exact', 'e3va', tap_dtype=None, recompute_trunk=False,
+                        trunk_dtype='float32')
+register_tuning_variant('e3va-bf16-taps', 'e3va', tap_dtype='bfloat16')
+register_tuning_variant('e3va-recompute', 'e3va', recompute_trunk=True)
+register_tuning_variant('e3va-bf16-trunk', 'e3va', trunk_dtype='bfloat16')
+register_tuning_variant('e3va-lowmem', 'e3va', tap_dtype='bfloat16', recompute_trunk=True,
+                        trunk_dtype='bfloat16')

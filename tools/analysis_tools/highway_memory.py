@@ -54,7 +54,8 @@ def parse_args():
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--highway', default='full', choices=('full', 'residual'))
     p.add_argument('--variants', default=','.join(VARIANTS))
-    p.add_argument('--repeats', type=int, default=2, help='timed forward+backward per variant')
+    p.add_argument('--repeats', type=int, default=2,
+                   help='timed forward+backward per variant after one warm-up (0: time that one)')
     return p.parse_args()
 
 
@@ -132,7 +133,7 @@ def main():
             den = sum(b.square().sum() for b in e3va_outs)
             out_diff = f'{(num / den).sqrt().item():.2e}'
         print(f'| {name} | {saved / MB:.1f} | {trunk_bytes / MB:.1f} | '
-              f'{statistics.median(times[1:]):.2f} | {grad_err} | {out_diff} |', flush=True)
+              f'{statistics.median(times[1:] or times):.2f} | {grad_err} | {out_diff} |', flush=True)
         del model, grads
 
 
