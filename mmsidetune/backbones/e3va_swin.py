@@ -32,7 +32,7 @@ is carried as its own tensor ``h`` (``'full'``) with the trunk's addition order,
 ``W_up`` has a zero factor) the outputs are *bitwise* the frozen trunk's.
 """
 from contextlib import nullcontext
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -134,9 +134,11 @@ class E3VASwinTransformer(TunedSwinTransformer):
             (``'bfloat16'``, ``'float16'``, ``'float32'``); None (default) keeps them as the
             trunk made them. A rounded tap changes only the gradient of each ``W_down``'s ``Q``
             factor (docs/e3va.md, "Memory options", for the measured error).
-        recompute_trunk (bool): Keep only each stage's inputs for backward; backward re-runs the
-            frozen stage without autograd (``torch.utils.checkpoint``) to regenerate its taps.
-            Same gradients, about one more trunk forward of time. Defaults to False.
+        recompute_trunk (bool | sequence of int): Keep only each stage's inputs for backward;
+            backward re-runs the frozen stage without autograd (``torch.utils.checkpoint``) to
+            regenerate its taps. Same gradients, about one more trunk forward of time. True: all
+            stages; a sequence: those stages only (e.g. ``(0, 1)``: the high-resolution stages,
+            most of the taps' bytes for a small share of the trunk's time). Defaults to False.
         trunk_dtype (str): ``'float32'`` (default), ``'bfloat16'`` or ``'float16'``: the frozen
             trunk's weights are held in this dtype (so are they in ``state_dict()``) and the
             trunk runs under ``torch.autocast`` to it; ``'bfloat16'`` falls back to float16 on a
@@ -148,8 +150,8 @@ class E3VASwinTransformer(TunedSwinTransformer):
         (float32).
 
     Raises:
-        ValueError: for an unknown ``highway`` mode, ``tap_dtype`` or ``trunk_dtype``, or
-            ``frozen_stages != -1``.
+        ValueError: for an unknown ``highway`` mode, ``tap_dtype`` or ``trunk_dtype``, a bad
+            ``recompute_trunk``, or ``frozen_stages != -1``.
     """
 
     HIGHWAY_MODES = ('full', 'residual')
@@ -162,7 +164,7 @@ class E3VASwinTransformer(TunedSwinTransformer):
                  adapter_branches: int = 2,
                  highway: str = 'full',
                  tap_dtype: Optional[str] = None,
-                 recompute_trunk: bool = False,
+                 recompute_trunk: Union[bool, Sequence[int]] = False,
                  trunk_dtype: str = 'float32',
                  **kwargs):
         if highway not in self.HIGHWAY_MODES:
@@ -170,11 +172,19 @@ class E3VASwinTransformer(TunedSwinTransformer):
                              f'got {highway!r}')
         self.highway_mode = highway
         self.tap_dtype = _dtype(tap_dtype, 'tap_dtype', allow_none=True)
-        self.recompute_trunk = bool(recompute_trunk)
+        self.recompute_trunk = recompute_trunk
         self.trunk_dtype = _dtype(trunk_dtype, 'trunk_dtype', allow_none=False)
         self._adapter_args = dict(hidden_ratio=adapter_hidden_ratio, rank=adapter_rank,
                                   num_branches=adapter_branches)
         super().__init__(**kwargs)
+        if isinstance(recompute_trunk, bool):
+            self._recompute = set(range(len(self.stages))) if recompute_trunk else set()
+        else:
+            self._recompute = set(recompute_trunk) if isinstance(recompute_trunk,
+                                                                 (list, tuple)) else {None}
+            if not all(isinstance(i, int) and 0 <= i < len(self.stages) for i in self._recompute):
+                raise ValueError('E3VASwinTransformer: recompute_trunk must be a bool or stage '
+                                 f'indices in [0, {len(self.stages)}), got {recompute_trunk!r}')
         self._cast_trunk(self.trunk_dtype)
 
     def build_tuning_modules(self) -> None:
@@ -236,10 +246,9 @@ class E3VASwinTransformer(TunedSwinTransformer):
                 x = x + self.absolute_pos_embed
             x = self.drop_after_pos(x)
         h = None  # the 'full' highway state (float32), from x inside stage 0
-        recompute = self.recompute_trunk and torch.is_grad_enabled()
         outs = []
         for i in range(len(self.stages)):
-            if recompute:
+            if i in self._recompute and torch.is_grad_enabled():
                 out, x, h, hw_shape = checkpoint(self._stage_forward, i, x, h, hw_shape,
                                                  use_reentrant=False)
             else:
@@ -280,7 +289,7 @@ class E3VASwinTransformer(TunedSwinTransformer):
         out = None
         down = stage.downsample
         if full and down is not None:
-            if h.requires_grad and not self.recompute_trunk:
+            if h.requires_grad and i not in self._recompute:
                 # keep h once: norm and highway PatchMerging are recomputed from it in backward
                 out, h = checkpoint(self._stage_end, i, h, hw_shape, use_reentrant=False)
             else:
@@ -306,6 +315,7 @@ register_tuning_variant('e3va-exact', 'e3va', tap_dtype=None, recompute_trunk=Fa
                         trunk_dtype='float32')
 register_tuning_variant('e3va-bf16-taps', 'e3va', tap_dtype='bfloat16')
 register_tuning_variant('e3va-recompute', 'e3va', recompute_trunk=True)
+register_tuning_variant('e3va-recompute-early', 'e3va', recompute_trunk=(0, 1))
 register_tuning_variant('e3va-bf16-trunk', 'e3va', trunk_dtype='bfloat16')
 register_tuning_variant('e3va-lowmem', 'e3va', tap_dtype='bfloat16', recompute_trunk=True,
                         trunk_dtype='bfloat16')

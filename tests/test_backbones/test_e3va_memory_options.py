@@ -52,7 +52,8 @@ def test_block_branches_rebuild_the_block_bitwise(build_small_swin, image_batch)
 
 
 @pytest.mark.parametrize('highway', ['full', 'residual'])
-@pytest.mark.parametrize('options', [dict(), dict(recompute_trunk=True)])
+@pytest.mark.parametrize('options', [dict(), dict(recompute_trunk=True),
+                                     dict(recompute_trunk=(0, 1))])
 def test_gradients_equal_plain_adapters_float64(build_small_swin, image_batch, highway, options):
     """Lean adapters (and recomputed taps) against the plain module composition, float64."""
     images = image_batch.double()
@@ -118,6 +119,15 @@ def test_saved_bytes_match_hand_counts(build_small_swin, image_batch, highway):
         assert recomputed == per_stage[0] + 2 * sum(per_stage[1:])
     else:
         assert recomputed == sum(per_stage)
+    # stages 0 and 1 recomputed: their inputs instead of their taps and stage-end states
+    partial = _saved_bytes(build_small_swin('e3va', highway=highway,
+                                            recompute_trunk=(0, 1)).train(), image_batch)
+    early = sum(DEPTHS[s] * 2 * n[s] * DIMS[s] * 4 + n[s] * DIMS[s] * 4 for s in (0, 1))
+    if highway == 'full':
+        assert partial == exact - early + per_stage[0] + 2 * per_stage[1]
+    else:
+        early += sum(2 * n[s] * 4 for s in (0, 1))  # norm0/1 mean and rstd
+        assert partial == exact - early + per_stage[0] + per_stage[1]
 
 
 @pytest.mark.parametrize('options', [
@@ -161,3 +171,6 @@ def test_bad_dtypes_raise(build_small_swin):
         build_small_swin('e3va', tap_dtype='int8')
     with pytest.raises(ValueError, match='trunk_dtype'):
         build_small_swin('e3va', trunk_dtype=None)
+    for bad in (1, (0, 4), 'all'):
+        with pytest.raises(ValueError, match='recompute_trunk'):
+            build_small_swin('e3va', recompute_trunk=bad)

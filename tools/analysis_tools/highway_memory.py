@@ -78,7 +78,8 @@ def _step(model, img):
     model.zero_grad(set_to_none=True)
     with SavedTensorMeter(exclude=model.parameters()) as meter:
         outs = model(img)
-        loss = sum(o.float().square().mean() for o in outs)
+    # outside the meter: what the loss itself saves (its input, the outputs) is not the model's
+    loss = sum(o.float().square().mean() for o in outs)
     if loss.requires_grad:
         loss.backward()
     return meter.bytes, [o.detach().float() for o in outs]
