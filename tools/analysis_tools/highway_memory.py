@@ -33,6 +33,7 @@ VARIANTS = {
     'e3va': ('E3VASwinTransformer', {}),
     'tap_dtype=bf16': ('E3VASwinTransformer', dict(tap_dtype='bfloat16')),
     'recompute_trunk': ('E3VASwinTransformer', dict(recompute_trunk=True)),
+    'recompute_trunk=(0,1)': ('E3VASwinTransformer', dict(recompute_trunk=(0, 1))),
     'trunk_dtype=bf16': ('E3VASwinTransformer', dict(trunk_dtype='bfloat16')),
     'recompute+tap bf16': ('E3VASwinTransformer', dict(recompute_trunk=True,
                                                       tap_dtype='bfloat16')),
