@@ -138,7 +138,10 @@ class E3VASwinTransformer(TunedSwinTransformer):
             backward re-runs the frozen stage without autograd (``torch.utils.checkpoint``) to
             regenerate its taps. Same gradients, about one more trunk forward of time. True: all
             stages; a sequence: those stages only (e.g. ``(0, 1)``: the high-resolution stages,
-            most of the taps' bytes for a small share of the trunk's time). Defaults to False.
+            most of the taps' bytes for a small share of the trunk's time); ``'input'``: keep
+            only the backbone's input image, backward re-runs the whole forward once (its
+            stages again with recomputed taps, so the stage inputs and one stage's taps are
+            live only during the backbone's backward). Defaults to False.
         trunk_dtype (str): ``'float32'`` (default), ``'bfloat16'`` or ``'float16'``: the frozen
             trunk's weights are held in this dtype (so are they in ``state_dict()``) and the
             trunk runs under ``torch.autocast`` to it; ``'bfloat16'`` falls back to float16 on a
@@ -164,7 +167,7 @@ class E3VASwinTransformer(TunedSwinTransformer):
                  adapter_branches: int = 2,
                  highway: str = 'full',
                  tap_dtype: Optional[str] = None,
-                 recompute_trunk: Union[bool, Sequence[int]] = False,
+                 recompute_trunk: Union[bool, str, Sequence[int]] = False,
                  trunk_dtype: str = 'float32',
                  **kwargs):
         if highway not in self.HIGHWAY_MODES:
@@ -177,14 +180,18 @@ class E3VASwinTransformer(TunedSwinTransformer):
         self._adapter_args = dict(hidden_ratio=adapter_hidden_ratio, rank=adapter_rank,
                                   num_branches=adapter_branches)
         super().__init__(**kwargs)
-        if isinstance(recompute_trunk, bool):
+        self._recompute_input = recompute_trunk == 'input'
+        if self._recompute_input:
+            self._recompute = set(range(len(self.stages)))
+        elif isinstance(recompute_trunk, bool):
             self._recompute = set(range(len(self.stages))) if recompute_trunk else set()
         else:
             self._recompute = set(recompute_trunk) if isinstance(recompute_trunk,
                                                                  (list, tuple)) else {None}
             if not all(isinstance(i, int) and 0 <= i < len(self.stages) for i in self._recompute):
-                raise ValueError('E3VASwinTransformer: recompute_trunk must be a bool or stage '
-                                 f'indices in [0, {len(self.stages)}), got {recompute_trunk!r}')
+                raise ValueError("E3VASwinTransformer: recompute_trunk must be a bool, 'input' or "
+                                 f'stage indices in [0, {len(self.stages)}), got '
+                                 f'{recompute_trunk!r}')
         self._cast_trunk(self.trunk_dtype)
 
     def build_tuning_modules(self) -> None:
@@ -240,6 +247,11 @@ class E3VASwinTransformer(TunedSwinTransformer):
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        if self._recompute_input and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         with torch.no_grad(), self._trunk_context(x.device):
             x, hw_shape = self.patch_embed(x)
             if self.use_abs_pos_embed:
@@ -317,5 +329,6 @@ register_tuning_variant('e3va-bf16-taps', 'e3va', tap_dtype='bfloat16')
 register_tuning_variant('e3va-recompute', 'e3va', recompute_trunk=True)
 register_tuning_variant('e3va-recompute-early', 'e3va', recompute_trunk=(0, 1))
 register_tuning_variant('e3va-bf16-trunk', 'e3va', trunk_dtype='bfloat16')
-register_tuning_variant('e3va-lowmem', 'e3va', tap_dtype='bfloat16', recompute_trunk=True,
+register_tuning_variant('e3va-recompute-input', 'e3va', recompute_trunk='input')
+register_tuning_variant('e3va-lowmem', 'e3va', tap_dtype='bfloat16', recompute_trunk='input',
                         trunk_dtype='bfloat16')

@@ -53,7 +53,8 @@ def test_block_branches_rebuild_the_block_bitwise(build_small_swin, image_batch)
 
 @pytest.mark.parametrize('highway', ['full', 'residual'])
 @pytest.mark.parametrize('options', [dict(), dict(recompute_trunk=True),
-                                     dict(recompute_trunk=(0, 1))])
+                                     dict(recompute_trunk=(0, 1)),
+                                     dict(recompute_trunk='input')])
 def test_gradients_equal_plain_adapters_float64(build_small_swin, image_batch, highway, options):
     """Lean adapters (and recomputed taps) against the plain module composition, float64."""
     images = image_batch.double()
@@ -119,6 +120,10 @@ def test_saved_bytes_match_hand_counts(build_small_swin, image_batch, highway):
         assert recomputed == per_stage[0] + 2 * sum(per_stage[1:])
     else:
         assert recomputed == sum(per_stage)
+    # 'input': the image only
+    image_only = _saved_bytes(build_small_swin('e3va', highway=highway,
+                                               recompute_trunk='input').train(), image_batch)
+    assert image_only == image_batch.numel() * 4
     # stages 0 and 1 recomputed: their inputs instead of their taps and stage-end states
     partial = _saved_bytes(build_small_swin('e3va', highway=highway,
                                             recompute_trunk=(0, 1)).train(), image_batch)
@@ -135,6 +140,7 @@ def test_saved_bytes_match_hand_counts(build_small_swin, image_batch, highway):
     dict(recompute_trunk=True),
     dict(trunk_dtype='bfloat16'),
     dict(recompute_trunk=True, tap_dtype='bfloat16', trunk_dtype='bfloat16'),
+    dict(recompute_trunk='input', tap_dtype='bfloat16', trunk_dtype='bfloat16'),
     dict(highway='residual', recompute_trunk=True, trunk_dtype='bfloat16'),
 ])
 def test_trunk_frozen_in_eval_and_without_gradient(build_small_swin, image_batch, options):
@@ -171,6 +177,6 @@ def test_bad_dtypes_raise(build_small_swin):
         build_small_swin('e3va', tap_dtype='int8')
     with pytest.raises(ValueError, match='trunk_dtype'):
         build_small_swin('e3va', trunk_dtype=None)
-    for bad in (1, (0, 4), 'all'):
+    for bad in (1, (0, 4), 'all', 'image'):
         with pytest.raises(ValueError, match='recompute_trunk'):
             build_small_swin('e3va', recompute_trunk=bad)

@@ -12,7 +12,7 @@ def test_variant_sets_backbone_type_and_options(demo_config):
     lowmem = apply_method(cfg, 'e3va-lowmem').model.backbone
     assert lowmem.type == 'E3VASwinTransformer'
     assert (lowmem.tap_dtype, lowmem.recompute_trunk, lowmem.trunk_dtype) == \
-        ('bfloat16', True, 'bfloat16')
+        ('bfloat16', 'input', 'bfloat16')
     assert lowmem.embed_dims == cfg.model.backbone.embed_dims  # the config's own settings stay
     plain = apply_method(cfg, 'e3va').model.backbone
     assert 'recompute_trunk' not in plain and 'trunk_dtype' not in plain

@@ -37,7 +37,8 @@ VARIANTS = {
     'trunk_dtype=bf16': ('E3VASwinTransformer', dict(trunk_dtype='bfloat16')),
     'recompute+tap bf16': ('E3VASwinTransformer', dict(recompute_trunk=True,
                                                       tap_dtype='bfloat16')),
-    'e3va-lowmem': ('E3VASwinTransformer', dict(recompute_trunk=True, tap_dtype='bfloat16',
+    "recompute_trunk='input'": ('E3VASwinTransformer', dict(recompute_trunk='input')),
+    'e3va-lowmem': ('E3VASwinTransformer', dict(recompute_trunk='input', tap_dtype='bfloat16',
                                                 trunk_dtype='bfloat16')),
 }
 
