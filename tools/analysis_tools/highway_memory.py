@@ -135,8 +135,9 @@ def main():
             num = sum((a - b).square().sum() for a, b in zip(outs, e3va_outs))
             den = sum(b.square().sum() for b in e3va_outs)
             out_diff = f'{(num / den).sqrt().item():.2e}'
-        print(f'| {name} | {saved / MB:.1f} | {trunk_bytes / MB:.1f} | '
-              f'{statistics.median(times[1:] or times):.2f} | {grad_err} | {out_diff} |', flush=True)
+        seconds = statistics.median(times[1:] or times)
+        print(f'| {name} | {saved / MB:.1f} | {trunk_bytes / MB:.1f} | {seconds:.2f} | '
+              f'{grad_err} | {out_diff} |', flush=True)
         del model, grads
 
 
