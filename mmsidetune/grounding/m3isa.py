@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from torch.utils.checkpoint import checkpoint
 from mmengine.registry import MODELS
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ['VEA', 'LEA', 'IEA', 'M3ISA', 'M3ISASideNetwork']
 
