@@ -10,11 +10,12 @@ from .adaptformer_swin import AdaptFormerSwinTransformer  # isort: skip
 from .lorand_swin import LoRandSwinTransformer  # isort: skip
 from .e3va_swin import E3VABlockAdapters, E3VASwinTransformer  # isort: skip
 from .serial_adapter_swin import SerialAdapterSwinTransformer  # isort: skip
-from .tuned_swin import TUNING_METHODS, TunedSwinTransformer, load_swin_state_dict  # isort: skip
+from .tuned_swin import (TUNING_METHODS, TUNING_VARIANTS, TunedSwinTransformer,  # isort: skip
+                         load_swin_state_dict, register_tuning_variant)
 
 __all__ = [
     'TunedSwinTransformer', 'FullSwinTransformer', 'FrozenSwinTransformer', 'E3VASwinTransformer',
     'E3VABlockAdapters', 'SerialAdapterSwinTransformer', 'AdapterSwinTransformer',
     'LoRASwinTransformer', 'AdaptFormerSwinTransformer', 'LoRandSwinTransformer',
-    'TUNING_METHODS', 'load_swin_state_dict'
+    'TUNING_METHODS', 'TUNING_VARIANTS', 'register_tuning_variant', 'load_swin_state_dict'
 ]

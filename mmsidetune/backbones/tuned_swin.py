@@ -10,7 +10,7 @@ trainable share.
 """
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -20,10 +20,24 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import CheckpointLoader
 
-__all__ = ['TunedSwinTransformer', 'TUNING_METHODS', 'load_swin_state_dict']
+__all__ = [
+    'TunedSwinTransformer', 'TUNING_METHODS', 'TUNING_VARIANTS', 'register_tuning_variant',
+    'load_swin_state_dict'
+]
 
 #: Bench/config method name -> registered backbone type, filled by ``@register_tuned_swin``.
 TUNING_METHODS: Dict[str, str] = {}
+
+#: Bench method name -> (a :data:`TUNING_METHODS` name, backbone options): one method run with
+#: other settings (e.g. ``'e3va-lowmem'``), filled by :func:`register_tuning_variant`.
+TUNING_VARIANTS: Dict[str, Tuple[str, dict]] = {}
+
+
+def register_tuning_variant(name: str, method: str, **options) -> None:
+    """Make ``name`` a bench method: tuning ``method`` with backbone ``options``."""
+    if method not in TUNING_METHODS:
+        raise KeyError(f'register_tuning_variant: unknown method {method!r}')
+    TUNING_VARIANTS[name] = (method, dict(options))
 
 
 def register_tuned_swin(method: str):

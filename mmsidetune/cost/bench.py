@@ -19,7 +19,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner, set_random_seed
 from mmengine.utils import ProgressBar
 
-from ..backbones import TUNING_METHODS
+from ..backbones import TUNING_METHODS, TUNING_VARIANTS
 from ..grounding import TUNING_MODES
 from ..utils.atomic_io import atomic_write_bytes
 from .accounting import MB, SavedTensorMeter, StepTimer, count_parameters
@@ -32,10 +32,12 @@ __all__ = ['BenchError', 'apply_method', 'set_img_size', 'use_amp', 'run_bench',
 GROUNDING_METHODS = TUNING_MODES
 
 
-def _known_methods(cfg: Config) -> Sequence[str]:
+def _known_methods(cfg: Config, variants: bool = True) -> Sequence[str]:
+    """Method names for ``cfg``; with ``variants``, also :data:`TUNING_VARIANTS` (not in
+    ``'all'``)."""
     if cfg.model.get('type') == 'M2ISTGrounder':
         return GROUNDING_METHODS
-    return list(TUNING_METHODS)
+    return list(TUNING_METHODS) + (list(TUNING_VARIANTS) if variants else [])
 
 
 class BenchError(ValueError):
@@ -45,6 +47,9 @@ class BenchError(ValueError):
 
 def apply_method(cfg: Config, method: str) -> Config:
     """Return a copy of ``cfg`` whose backbone uses tuning ``method`` (``'full'``, ``'e3va'``...).
+
+    A :data:`~mmsidetune.backbones.TUNING_VARIANTS` name (``'e3va-lowmem'``...) sets its method's
+    backbone type and its backbone options.
 
     For an ``M2ISTGrounder`` config, ``method`` (one of :data:`GROUNDING_METHODS`) is set as
     ``model.tuning`` instead.
@@ -65,7 +70,9 @@ def apply_method(cfg: Config, method: str) -> Config:
     if backbone is None or backbone.get('type') not in swin_types:
         raise BenchError('bench switches methods through model.backbone.type, which must be a Swin '
                          f"backbone ({sorted(swin_types)}); got {backbone and backbone.get('type')}")
+    method, options = TUNING_VARIANTS.get(method, (method, {}))
     backbone.type = TUNING_METHODS[method]
+    backbone.update(copy.deepcopy(options))
     if method != 'full' and backbone.get('frozen_stages', -1) == -1:
         # mmdet's default (nothing frozen) is implied by the frozen trunk; any other value is
         # left in place, and the tuned backbone refuses it with its own error.
@@ -236,8 +243,9 @@ def run_bench(cfg: Config,
     Args:
         cfg: an mmdet/mmseg config with a Swin backbone, ``train_dataloader`` and
             ``optim_wrapper``.
-        methods: method names (keys of :data:`TUNING_METHODS`, or :data:`GROUNDING_METHODS` for an
-            ``M2ISTGrounder`` config), or ``['all']``.
+        methods: method names (keys of :data:`TUNING_METHODS` or :data:`TUNING_VARIANTS`, or
+            :data:`GROUNDING_METHODS` for an ``M2ISTGrounder`` config), or ``['all']`` (the
+            :data:`TUNING_METHODS`).
         steps: timed steps per method (median reported). warmup: untimed steps first (use
             at least 1, so that the optimizer state exists in the memory step, as in training).
         device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
@@ -262,7 +270,7 @@ def run_bench(cfg: Config,
     """
     known = _known_methods(cfg)
     if list(methods) == ['all']:
-        methods = list(known)
+        methods = list(_known_methods(cfg, variants=False))
     unknown = [m for m in methods if m not in known]
     if unknown or not methods:
         raise BenchError(f'unknown methods {unknown}; known: {sorted(known)}')

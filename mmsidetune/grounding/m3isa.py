@@ -12,6 +12,10 @@ taps (a_i, f_i, h_i, g_i) and never writes back into the frozen streams::
             visual = x^v_N + z^v_0 + sum_i (s^v_i + e^v_i)
             text   = x^l_last + E  + sum_i (s^l_i + e^l_i)
 
+Backward keeps only the taps: each M3ISA runs inside ``torch.utils.checkpoint`` (non-reentrant),
+so its bottleneck activations, LayerNorm inputs and concatenations are recomputed from the four
+taps in backward (a few small matmuls) instead of being stored.
+
 LN_att,i / LN_out,i are BERT's own frozen LayerNorms of the paired layer; the LN inside VEA/LEA
 are new, trainable ones. visu_proj / text_proj (to the VL encoder width) are the first layers of
 the neck (:class:`GroundingVLEncoder`), shared with the full and adapter baselines.
@@ -25,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ['VEA', 'LEA', 'IEA', 'M3ISA', 'M3ISASideNetwork']
 
@@ -133,10 +138,14 @@ class M3ISASideNetwork(BaseModule):
             raise ValueError(f'{len(self.layers)} M3ISAs but {len(text_layers)} paired BERT layers')
         visual = vision['feats'] + vision['z0']
         text = language['hidden'] + language['embeddings']
+        recompute = torch.is_grad_enabled()
         for i, (m3isa, j) in enumerate(zip(self.layers, text_layers)):
-            v, t = m3isa(vision['attn_taps'][i], vision['ffn_taps'][i],
-                         language['attn_taps'][j], language['ffn_taps'][j],
-                         attention_layernorms[i], output_layernorms[i])
+            args = (vision['attn_taps'][i], vision['ffn_taps'][i], language['attn_taps'][j],
+                    language['ffn_taps'][j], attention_layernorms[i], output_layernorms[i])
+            if recompute:  # keep only the four taps for backward
+                v, t = checkpoint(m3isa, *args, use_reentrant=False)
+            else:
+                v, t = m3isa(*args)
             visual = visual + v
             text = text + t
         return visual, text

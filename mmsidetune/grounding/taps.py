@@ -44,13 +44,18 @@ class TapRecorder(nn.Module):
 
     @contextmanager
     def record(self, enabled: bool = True) -> Iterator[Dict[str, torch.Tensor]]:
-        """Open a recording; yields the dict the taps land in (key -> tensor)."""
+        """Open a recording; yields the dict the taps land in (key -> tensor).
+
+        The recorder lets go of that dict when the recording closes: the taps live exactly as
+        long as the caller (and autograd, for backward) holds them, never until the next batch.
+        """
         self._store = {}
         self._active = enabled
         try:
             yield self._store
         finally:
             self._active = False
+            self._store = {}
 
     def taps(self, store: Dict[str, torch.Tensor], prefix: str, num: int) -> List[torch.Tensor]:
         """``[store[f'{prefix}{i}'] for i < num]``; a clear error for a tap that never fired."""

@@ -46,7 +46,7 @@ def test_trunk_stores_nothing_for_backward(build_small_swin, image_batch):
 
     trunk_layers = [model.patch_embed] + [
         layer for stage in model.stages for block in stage.blocks
-        for layer in (block.norm1, block.attn, block.norm2, block.ffn)]
+        for layer in (block.norm1, block.attn, block.norm2, block.ffn.layers)]
     handles = [m.register_forward_pre_hook(pre) for m in trunk_layers]
     handles += [m.register_forward_hook(post) for m in trunk_layers]
     with meter:
