@@ -39,4 +39,4 @@ train_dataloader = dict(
         data_prefix=dict(img_path='coco/images/'),
         ann_file='refexp/refexp_train.json',
         pipeline=train_pipeline))
-custom_hooks = []
+custom_hooks = [dict(type='FiniteLossHook')]  # the non-finite guard; cost comes from tools/bench.py

@@ -32,4 +32,4 @@ train_dataloader = dict(
         data_prefix=dict(img='images/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=8),
         pipeline=train_pipeline))
-custom_hooks = []
+custom_hooks = [dict(type='FiniteLossHook')]  # the non-finite guard; cost comes from tools/bench.py

@@ -36,4 +36,4 @@ train_dataloader = dict(
         seg_map_suffix='.png',
         reduce_zero_label=False,
         pipeline=train_pipeline))
-custom_hooks = []
+custom_hooks = [dict(type='FiniteLossHook')]  # the non-finite guard; cost comes from tools/bench.py
