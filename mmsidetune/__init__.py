@@ -5,7 +5,7 @@ build from mmdet- and mmseg-scoped configs::
 
     custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
 """
-from . import adapters, backbones, cost, hooks, optim, utils  # noqa: F401  (registers modules)
+from . import tuners, backbones, cost, hooks, optim, utils  # noqa: F401  (registers modules)
 from . import grounding  # noqa: F401  (registers modules)
 from . import datasets  # noqa: F401  (registers modules)
 from . import evaluation  # noqa: F401  (registers modules)

@@ -1,9 +1,11 @@
 """Compare the training cost of tuning methods on the same model, data and process.
 
-Used by ``tools/bench.py``. For each method the backbone ``type`` of the config is switched
-(see :data:`mmsidetune.backbones.TUNING_METHODS`), the model and its optimizer are built from the
-config, and warm-up then timed training steps run on the *same* real batches, with methods
-interleaved step by step so that machine noise hits them alike (SPEC.md section 3).
+Used by ``tools/bench.py``. For each method the model config is switched by the model's own
+:class:`~mmsidetune.tuners.ModelTuning` (bench knows no model: it asks
+:func:`~mmsidetune.tuners.find_model_tuning` which methods a config supports and how to switch
+them), the model and its optimizer are built from the config, and warm-up then timed training
+steps run on the *same* real batches, with methods interleaved step by step so that machine noise
+hits them alike (docs/cost_accounting.md).
 """
 import copy
 import json
@@ -19,25 +21,13 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner, set_random_seed
 from mmengine.utils import ProgressBar
 
-from ..backbones import TUNING_METHODS, TUNING_VARIANTS
-from ..grounding import TUNING_MODES
+from ..tuners.registry import ModelTuning, find_model_tuning
 from ..utils.atomic_io import atomic_write_bytes
 from .accounting import MB, SavedTensorMeter, StepTimer, count_parameters
 from .memory import CATEGORIES, StepMemory, StepMemoryMeter
 
 __all__ = ['BenchError', 'apply_method', 'set_img_size', 'use_amp', 'run_bench', 'write_report',
-           'format_table', 'GROUNDING_METHODS']
-
-#: methods of an ``M2ISTGrounder`` config, switched through ``model.tuning`` (SPEC.md section 2).
-GROUNDING_METHODS = TUNING_MODES
-
-
-def _known_methods(cfg: Config, variants: bool = True) -> Sequence[str]:
-    """Method names for ``cfg``; with ``variants``, also :data:`TUNING_VARIANTS` (not in
-    ``'all'``)."""
-    if cfg.model.get('type') == 'M2ISTGrounder':
-        return GROUNDING_METHODS
-    return list(TUNING_METHODS) + (list(TUNING_VARIANTS) if variants else [])
+           'format_table', 'known_methods']
 
 
 class BenchError(ValueError):
@@ -45,38 +35,38 @@ class BenchError(ValueError):
     any other error keeps its traceback."""
 
 
-def apply_method(cfg: Config, method: str) -> Config:
-    """Return a copy of ``cfg`` whose backbone uses tuning ``method`` (``'full'``, ``'e3va'``...).
+def _model_tuning(cfg: Config) -> ModelTuning:
+    try:
+        return find_model_tuning(cfg.model)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
 
-    A :data:`~mmsidetune.backbones.TUNING_VARIANTS` name (``'e3va-lowmem'``...) sets its method's
-    backbone type and its backbone options.
 
-    For an ``M2ISTGrounder`` config, ``method`` (one of :data:`GROUNDING_METHODS`) is set as
-    ``model.tuning`` instead.
+def known_methods(cfg: Config, variants: bool = True) -> Sequence[str]:
+    """The methods ``cfg``'s model supports (``--methods all``, in display order); with
+    ``variants``, also the bench variants of those methods (``'e3va-lowmem'`` ...).
 
     Raises:
-        ValueError: for an unknown method, or a config whose backbone is not a Swin backbone
-            this package can tune.
+        ValueError: if no tuning method applies to the config's model.
     """
-    if method not in _known_methods(cfg):
-        raise BenchError(f'unknown method {method!r}; known: {sorted(_known_methods(cfg))}')
+    tuning = _model_tuning(cfg)
+    names = list(tuning.methods(cfg.model))
+    return names + (tuning.variants(cfg.model) if variants else [])
+
+
+def apply_method(cfg: Config, method: str) -> Config:
+    """Return a copy of ``cfg`` trained with tuning ``method`` (``'full'``, ``'e3va'``, a variant
+    such as ``'e3va-lowmem'``), switched by the model's :class:`~mmsidetune.tuners.ModelTuning`.
+
+    Raises:
+        ValueError: for a method the config's model does not support (the supported ones are
+            listed), or a model no tuning method applies to.
+    """
+    known = known_methods(cfg)
+    if method not in known:
+        raise BenchError(f'unknown method {method!r}; known: {sorted(known)}')
     cfg = copy.deepcopy(cfg)
-    if cfg.model.get('type') == 'M2ISTGrounder':
-        cfg.model.tuning = method
-        return cfg
-    backbone = cfg.model.get('backbone')
-    swin_types = set(TUNING_METHODS.values()) | {'SwinTransformer', 'mmdet.SwinTransformer',
-                                                 'mmseg.SwinTransformer'}
-    if backbone is None or backbone.get('type') not in swin_types:
-        raise BenchError('bench switches methods through model.backbone.type, which must be a Swin '
-                         f"backbone ({sorted(swin_types)}); got {backbone and backbone.get('type')}")
-    method, options = TUNING_VARIANTS.get(method, (method, {}))
-    backbone.type = TUNING_METHODS[method]
-    backbone.update(copy.deepcopy(options))
-    if method != 'full' and backbone.get('frozen_stages', -1) == -1:
-        # mmdet's default (nothing frozen) is implied by the frozen trunk; any other value is
-        # left in place, and the tuned backbone refuses it with its own error.
-        backbone.pop('frozen_stages', None)
+    cfg.model = _model_tuning(cfg).apply(cfg.model, method)
     return cfg
 
 
@@ -91,16 +81,15 @@ def set_img_size(cfg: Config, size: Tuple[int, int]) -> Config:
 
     Raises:
         ValueError: for a non-positive size, a train pipeline without a ``Pack*Inputs`` step, or
-            a grounding (``M2ISTGrounder``) config, whose canvas size is fixed by its model
-            (``neck.num_visual_tokens``) and set with ``GroundingPad`` in the config instead.
+            a model whose input size is fixed (its :class:`~mmsidetune.tuners.ModelTuning`
+            says why).
     """
     w, h = (int(v) for v in size)
     if w <= 0 or h <= 0:
         raise BenchError(f'image size must be positive, got {w}x{h}')
-    if cfg.model.get('type') == 'M2ISTGrounder':
-        raise BenchError('--img-size does not apply to M2IST configs: the padded canvas '
-                         '(GroundingPad size) fixes the number of visual tokens the VL encoder '
-                         'is built for; change pad_size and neck.num_visual_tokens in the config')
+    reason = _model_tuning(cfg).fixed_input_size(cfg.model)
+    if reason:
+        raise BenchError(f'--img-size does not apply: {reason}')
     cfg = copy.deepcopy(cfg)
     found = []
 
@@ -172,6 +161,7 @@ class _MethodRun:
     def __init__(self, cfg: Config, method: str, device: str, seed: int):
         self.method = method
         self.cfg = apply_method(cfg, method)
+        self.model_name = find_model_tuning(self.cfg.model).describe(self.cfg.model)
         torch.manual_seed(seed)
         self.model = MODELS.build(self.cfg.model)
         self.model.init_weights()
@@ -206,7 +196,7 @@ class _MethodRun:
         p = self.params
         return dict(
             method=self.method,
-            backbone_type=self.cfg.model.backbone.type,
+            model=self.model_name,
             total_params=p.total,
             trainable_params=p.trainable,
             trainable_pct=p.trainable_pct,
@@ -241,11 +231,11 @@ def run_bench(cfg: Config,
     interleaved step by step.
 
     Args:
-        cfg: an mmdet/mmseg config with a Swin backbone, ``train_dataloader`` and
+        cfg: a config whose model has a :class:`~mmsidetune.tuners.ModelTuning` (an mmdet/mmseg
+            model with a supported backbone, or the M2IST grounder), ``train_dataloader`` and
             ``optim_wrapper``.
-        methods: method names (keys of :data:`TUNING_METHODS` or :data:`TUNING_VARIANTS`, or
-            :data:`GROUNDING_METHODS` for an ``M2ISTGrounder`` config), or ``['all']`` (the
-            :data:`TUNING_METHODS`).
+        methods: method names (:func:`known_methods`), or ``['all']`` (every method the model
+            supports, variants excepted).
         steps: timed steps per method (median reported). warmup: untimed steps first (use
             at least 1, so that the optimizer state exists in the memory step, as in training).
         device: ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
@@ -268,9 +258,9 @@ def run_bench(cfg: Config,
         ValueError: for unknown methods, ``steps < 1``, CUDA requested but unavailable, ``amp``
             on CPU, or an ``img_size`` that cannot be applied.
     """
-    known = _known_methods(cfg)
+    known = known_methods(cfg)
     if list(methods) == ['all']:
-        methods = list(_known_methods(cfg, variants=False))
+        methods = list(known_methods(cfg, variants=False))
     unknown = [m for m in methods if m not in known]
     if unknown or not methods:
         raise BenchError(f'unknown methods {unknown}; known: {sorted(known)}')
@@ -292,7 +282,7 @@ def run_bench(cfg: Config,
         runs.append(_MethodRun(cfg, method, device, seed))
         if progress:
             p = runs[-1].params
-            print(f'bench: {method:>11}: {runs[-1].cfg.model.backbone.type}, trainable '
+            print(f'bench: {method:>11}: {runs[-1].model_name}, trainable '
                   f'{p.trainable / 1e6:.3f} M ({p.trainable_pct:.2f} % of the model); tuning '
                   f'{p.tuning / 1e6:.3f} M = {p.tuning_pct:.2f} % ({p.tuning_convention})',
                   flush=True)

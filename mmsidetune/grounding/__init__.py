@@ -6,7 +6,6 @@ from .data_preprocessor import GroundingDataPreprocessor, build_pixel_mask
 from .detector import TUNING_MODES, M2ISTGrounder
 from .language_model import BertLanguageModel, resolve_model_path
 from .m3isa import IEA, LEA, M3ISA, VEA, M3ISASideNetwork
-from .taps import SerialAdapter, TapRecorder, attach_serial_adapter
 from .transvg import CONVERTER_TAG, convert_transvg_detr, load_transvg_detr
 from .vision_encoder import DETRVisionEncoder
 from .vl_encoder import GroundingVLEncoder
@@ -15,6 +14,5 @@ __all__ = [
     'DETRVisionEncoder', 'BertLanguageModel', 'M3ISASideNetwork', 'M3ISA', 'VEA', 'LEA', 'IEA',
     'GroundingVLEncoder', 'GroundingBoxHead', 'M2ISTGrounder', 'GroundingDataPreprocessor',
     'TUNING_MODES', 'build_pixel_mask', 'convert_transvg_detr',
-    'load_transvg_detr', 'resolve_model_path', 'SerialAdapter', 'TapRecorder',
-    'attach_serial_adapter'
+    'load_transvg_detr', 'resolve_model_path'
 ]

@@ -15,7 +15,7 @@ from mmengine.registry import MODELS
 from mmengine.structures import InstanceData
 
 from ..datasets.transforms.box_mapping import canvas_to_original
-from .taps import SerialAdapter, attach_serial_adapter
+from ..tuners.layers import BottleneckAdapter, add_serial_adapter
 
 __all__ = ['M2ISTGrounder', 'TUNING_MODES']
 
@@ -127,13 +127,13 @@ class M2ISTGrounder(BaseDetector):
         visual, text = nn.ModuleList(), nn.ModuleList()
         for attn, ffn in self.backbone.tap_modules():
             for module in (attn, ffn):
-                visual.append(SerialAdapter(vdims, bottleneck))
-                attach_serial_adapter(module, visual[-1])
+                visual.append(BottleneckAdapter(vdims, bottleneck, act_layer=nn.ReLU))
+                add_serial_adapter(module, visual[-1])
         points = self.language_model.serial_tap_modules()
         for j in self.text_layers:
             for module in points[j]:
-                text.append(SerialAdapter(tdims, bottleneck))
-                attach_serial_adapter(module, text[-1])
+                text.append(BottleneckAdapter(tdims, bottleneck, act_layer=nn.ReLU))
+                add_serial_adapter(module, text[-1])
         return nn.ModuleDict(dict(visual=visual, text=text))
 
     def tuning_share(self) -> dict:

@@ -17,7 +17,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .taps import TapRecorder
+from ..tuners.taps import TapRecorder
 
 __all__ = ['BertLanguageModel', 'resolve_model_path']
 

@@ -14,7 +14,7 @@ from mmdet.models.layers import DetrTransformerEncoder, SinePositionalEncoding
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .taps import TapRecorder
+from ..tuners.taps import TapRecorder
 from .transvg import load_transvg_detr
 
 __all__ = ['DETRVisionEncoder']

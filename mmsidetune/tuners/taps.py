@@ -1,8 +1,8 @@
-"""Forward-hook taps on frozen encoders: read sub-module outputs, or add a serial adapter to them.
+"""Taps: read the outputs of unmodified upstream sub-modules with forward hooks.
 
-Both encoders stay unmodified (mmdet's DETR encoder layers, transformers' ``BertLayer``): the
-M2IST taps (SPEC.md section 2, "Taps") are read by forward hooks, and the plain adapter-tuning
-baseline adds its bottleneck adapters with forward hooks that *replace* a sub-module's output.
+The side-tuning methods read a frozen trunk without changing its code: E3VA reads each block's
+branch outputs (docs/e3va.md), M2IST the encoders' attention and FFN outputs (docs/m2ist.md).
+Adapters that *change* a sub-module's output are attached by :mod:`.layers.injection`.
 """
 import functools
 from contextlib import contextmanager
@@ -11,7 +11,7 @@ from typing import Callable, Dict, Iterator, List
 import torch
 import torch.nn as nn
 
-__all__ = ['TapRecorder', 'SerialAdapter', 'attach_serial_adapter']
+__all__ = ['TapRecorder']
 
 
 def _first(output):
@@ -64,39 +64,3 @@ class TapRecorder(nn.Module):
             raise RuntimeError(f'taps {prefix}{missing} were not recorded: the hooked sub-modules '
                                'did not run (changed encoder structure?)')
         return [store[f'{prefix}{i}'] for i in range(num)]
-
-
-class SerialAdapter(nn.Module):
-    """Bottleneck adapter used in series inside a frozen stream: ``x + W_up ReLU(W_down x)``.
-
-    The plain adapter-tuning baseline of M2IST (paper Fig. 3b): gradients of these adapters pass
-    back through the frozen encoder layers that follow them.
-
-    Args:
-        dims (int): channels C of the tapped tensor (..., C).
-        bottleneck (int): hidden width of the adapter.
-    """
-
-    def __init__(self, dims: int, bottleneck: int):
-        super().__init__()
-        self.down = nn.Linear(dims, bottleneck)
-        self.act = nn.ReLU()
-        self.up = nn.Linear(bottleneck, dims)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(self.act(self.down(x)))
-
-
-def _adapter_hook(adapter: SerialAdapter, module, args, output):
-    if isinstance(output, tuple):
-        return (adapter(output[0]),) + tuple(output[1:])
-    return adapter(output)
-
-
-def attach_serial_adapter(module: nn.Module, adapter: SerialAdapter):
-    """Make ``module``'s output pass through ``adapter`` (a forward hook replacing the output).
-
-    Returns the hook handle. A tuple output (``nn.MultiheadAttention``) is adapted in its first
-    element.
-    """
-    return module.register_forward_hook(functools.partial(_adapter_hook, adapter))

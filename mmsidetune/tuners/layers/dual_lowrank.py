@@ -103,10 +103,12 @@ class DualLowRankAdapter(nn.Module):
         num_branches (int): Low-rank products summed per weight. Defaults to 2.
         act_layer (type[nn.Module]): Activation between the two layers. Defaults to ``nn.GELU``.
         hidden_dims (int, optional): Fixed bottleneck width; overrides ``hidden_ratio`` (LoRand's
-            Swin-L setting, see ``LoRandSwinTransformer``). Defaults to None.
+            Swin-L setting, see docs/methods/lorand.md). Defaults to None.
+        channel_dim (int): Dimension of ``d`` in the input: -1 for tokens, 1 for feature maps
+            ``(B, d, H, W)``. Defaults to -1.
 
     Shapes:
-        ``(..., d)`` -> ``(..., d)``.
+        ``(..., d)`` -> ``(..., d)`` (``(B, d, H, W)`` -> ``(B, d, H, W)`` with ``channel_dim=1``).
     """
 
     def __init__(self,
@@ -115,8 +117,10 @@ class DualLowRankAdapter(nn.Module):
                  rank: int = 8,
                  num_branches: int = 2,
                  act_layer: type = nn.GELU,
-                 hidden_dims: Optional[int] = None):
+                 hidden_dims: Optional[int] = None,
+                 channel_dim: int = -1):
         super().__init__()
+        self.channel_dim = channel_dim
         hidden = int(embed_dims * hidden_ratio) if hidden_dims is None else int(hidden_dims)
         if hidden <= 0:
             raise ValueError(f'DualLowRankAdapter: hidden width (embed_dims {embed_dims} x '
@@ -132,4 +136,7 @@ class DualLowRankAdapter(nn.Module):
         self.up.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.act(self.down(x)))
+        if self.channel_dim == -1:
+            return self.up(self.act(self.down(x)))
+        x = x.movedim(self.channel_dim, -1)
+        return self.up(self.act(self.down(x))).movedim(-1, self.channel_dim)

@@ -1,0 +1,251 @@
+"""``TunedBackbone``: any supported mmdet/mmseg backbone with a tuning method applied.
+
+In the style of mmpretrain's ``LoRAModel(module=...)``::
+
+    backbone=dict(type='TunedBackbone',
+                  module=dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3)),
+                  method=dict(type='E3VA', rank=8))
+
+The core owns what every method shares (docs/tuners.md): freezing in ``__init__`` (before
+mmengine wraps the model in DDP), eval mode for the frozen trunk, the trainable set (the
+method's layers and the family's output norms), the trunk dtype, pretrained weights and the
+summary line. The state dict has the upstream backbone's own keys plus the method's layers
+(``highway.*``, ``adapters.*``, ``lora.*``): a plain mmdet/mmseg checkpoint loads into a tuned
+backbone and the tuned backbone's trunk loads into the plain one.
+"""
+import copy
+import os
+from collections import OrderedDict
+from typing import List, Optional, Union
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from .families import family_for_type, find_family
+from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, build_method, method_class,
+                       register_model_tuning)
+
+__all__ = ['TunedBackbone', 'BACKBONE_ALIASES', 'BackboneTuning']
+
+#: Legacy backbone type -> its class (``E3VASwinTransformer`` ...): each has ``split_config``.
+BACKBONE_ALIASES = {}
+
+_TRUNK = 'module'
+
+
+@MODELS.register_module()
+class TunedBackbone(BaseModule):
+    """A backbone (any supported family, docs/backbones.md) tuned with one method.
+
+    Args:
+        module (dict | nn.Module): the upstream backbone config (built with mmengine's
+            ``MODELS`` in the current scope, e.g. ``dict(type='ResNet', depth=50)``) or module.
+        method (str | dict): the tuning method, a short name (``'e3va'``) or a config
+            (``dict(type='E3VA', rank=8)``); see :data:`~mmsidetune.tuners.TUNING_METHODS`.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads trunk
+            weights from a backbone, detector/segmentor or (Swin) official file; the upstream
+            module's own ``init_cfg`` works as well.
+
+    Attributes:
+        module: the upstream backbone (unmodified; adapters attach by forward hooks).
+        family: its :class:`~mmsidetune.tuners.families.BackboneFamily`.
+        tuning_method (str): the method's short name.
+
+    Shapes:
+        as the upstream backbone, e.g. ``(B, 3, H, W)`` -> tuple of ``(B, C_i, H_i, W_i)``.
+
+    Raises:
+        TypeError: for a backbone of an unsupported family (the supported ones are listed).
+        ValueError: for a method that does not apply to the family (the reason is given), a
+            frozen-trunk method with ``frozen_stages`` set, or a method's bad options.
+    """
+
+    def __init__(self, module: Union[dict, nn.Module], method: Union[str, dict] = 'e3va',
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.module = MODELS.build(module) if isinstance(module, dict) else module
+        self.family = find_family(self.module)
+        method = build_method(method) if isinstance(method, (str, dict)) else method
+        if method.freezes_trunk:
+            self.family.check_frozen(type(method).__name__)
+        method.attach(self.family)
+        self.__dict__['_method'] = method
+        if method.layers_name:
+            self.add_module(method.layers_name, method)
+        self.tuning_method = method.name
+        if method.freezes_trunk:
+            trainable = {id(p) for p in method.parameters()}
+            if method.trains_output_norms:
+                trainable |= {id(p) for m in self.family.output_norms() for p in m.parameters()}
+            for p in self.parameters():
+                p.requires_grad_(id(p) in trainable)
+        self._cast_trunk(method.trunk_dtype)
+        self._register_state_dict_hook(_upstream_keys)
+        self._register_load_state_dict_pre_hook(_prefixed_keys, with_module=True)
+        print_log(self.tuning_summary(), logger='current')
+
+    @property
+    def method(self):
+        """The tuning method (its layers are ``getattr(self, method.layers_name)``)."""
+        return self._method
+
+    def forward(self, x: torch.Tensor):
+        return self._method(self.family, x)
+
+    def train(self, mode: bool = True):
+        """Set train/eval mode; a frozen trunk always stays in eval mode (no DropPath, BN
+        statistics fixed)."""
+        super().train(mode)
+        if self._method.freezes_trunk:
+            self.module.eval()
+        return self
+
+    # ----------------------------------------------------------------- weights
+    def _cast_trunk(self, dtype: torch.dtype) -> None:
+        for t in self.family.frozen_tensors():
+            if t.is_floating_point() and t.dtype != dtype:
+                t.data = t.data.to(dtype)
+
+    def init_weights(self) -> None:
+        """The upstream init (random or its own ``init_cfg``), or this wrapper's
+        ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``; done in float32, then the trunk
+        is cast to the method's ``trunk_dtype``. The method's layers keep their own init.
+
+        Raises:
+            FileNotFoundError: if a local checkpoint path does not exist.
+            KeyError: if trunk weights are missing from the checkpoint (listed).
+        """
+        self._cast_trunk(torch.float32)
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            loader = getattr(self.family, 'load_pretrained', None) or self._load_pretrained
+            loader(cfg['checkpoint'])
+        else:
+            self.module.init_weights()
+        self._cast_trunk(self._method.trunk_dtype)
+        self._is_init = True
+
+    def _load_pretrained(self, path: str) -> None:
+        from mmengine.runner.checkpoint import CheckpointLoader
+        if '://' not in str(path) and not os.path.isfile(path):
+            raise FileNotFoundError(f'{type(self.module).__name__}: pretrained checkpoint '
+                                    f'{path!r} not found; download it or fix init_cfg.checkpoint')
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        state = ckpt.get('state_dict', ckpt.get('model', ckpt))
+        state = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                            for k, v in state.items())
+        if any(k.startswith('backbone.') for k in state):
+            state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items()
+                                if k.startswith('backbone.'))
+        result = self.module.load_state_dict(self.family.convert_checkpoint(state), strict=False)
+        norms = {id(p) for m in self.family.output_norms() for p in m.parameters()}
+        optional = {n for n, p in self.module.named_parameters() if id(p) in norms}
+        missing = [k for k in result.missing_keys if k not in optional
+                   and not k.endswith('num_batches_tracked')]
+        if missing:
+            raise KeyError(f'{type(self.module).__name__}: {len(missing)} trunk weights missing '
+                           f'from {path}: {missing[:20]}{" ..." if len(missing) > 20 else ""}')
+        print_log(f'{type(self.module).__name__}: loaded trunk weights from {path}; ignored: '
+                  f'{sorted(result.unexpected_keys)[:10]}', logger='current')
+
+    def tuning_summary(self) -> str:
+        """One line: type, method, trainable / total backbone parameters."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return (f'{type(self).__name__} ({type(self.module).__name__}, {self.tuning_method}): '
+                f'{trainable / 1e6:.3f} M of {total / 1e6:.2f} M backbone parameters trainable '
+                f'({100.0 * trainable / max(total, 1):.2f} %)')
+
+
+def _upstream_keys(module, state_dict, prefix, local_metadata):
+    """state_dict hook: ``module.<key>`` -> ``<key>`` (the upstream backbone's own layout),
+    trunk keys first."""
+    trunk = prefix + _TRUNK + '.'
+    keys = [k for k in state_dict if k.startswith(prefix)]
+    moved = [(k, state_dict.pop(k)) for k in keys]
+    for k, v in moved:
+        if k.startswith(trunk):
+            state_dict[prefix + k[len(trunk):]] = v
+    for k, v in moved:
+        if not k.startswith(trunk):
+            state_dict[k] = v
+    return state_dict
+
+
+def _prefixed_keys(module, state_dict, prefix, *args):
+    """load pre-hook: keys in the upstream layout (``<key>``) -> ``module.<key>``; the method's
+    layers (``highway.*`` ...) and keys already prefixed are left as they are."""
+    own = set(module._modules) - {_TRUNK}
+    for k in [k for k in state_dict if k.startswith(prefix)]:
+        head = k[len(prefix):].split('.', 1)[0]
+        if head != _TRUNK and head not in own:
+            state_dict[prefix + _TRUNK + '.' + k[len(prefix):]] = state_dict.pop(k)
+
+
+# --------------------------------------------------------------------- bench / config switching
+def _method_order() -> List[type]:
+    return list(TUNING_METHODS.module_dict.values())
+
+
+class BackboneTuning(ModelTuning):
+    """Switches ``model.backbone`` of an mmdet/mmseg config between tuning methods.
+
+    Matches a backbone of type ``TunedBackbone``, a legacy alias (``E3VASwinTransformer`` ...) or
+    an upstream type of a supported family; :meth:`apply` writes a ``TunedBackbone``."""
+
+    @staticmethod
+    def split(backbone: dict):
+        """``(module config, method config or None, wrapper keys)`` of a backbone config."""
+        backbone = copy.deepcopy(dict(backbone))
+        kind = backbone.get('type')
+        if kind in ('TunedBackbone', 'mmsidetune.TunedBackbone'):
+            extra = {k: v for k, v in backbone.items() if k not in ('type', 'module', 'method')}
+            method = backbone.get('method', 'e3va')
+            return dict(backbone['module']), (dict(type=method) if isinstance(method, str) else
+                                              dict(method)), extra
+        if kind in BACKBONE_ALIASES:
+            return BACKBONE_ALIASES[kind].split_config(backbone)
+        return backbone, None, {}
+
+    def _family(self, model_cfg):
+        backbone = model_cfg.get('backbone')
+        if not isinstance(backbone, dict):
+            return None
+        module, _, _ = self.split(backbone)
+        return family_for_type(str(module.get('type')))
+
+    def matches(self, model_cfg) -> bool:
+        return self._family(model_cfg) is not None
+
+    def methods(self, model_cfg) -> List[str]:
+        family = self._family(model_cfg)
+        return [m.name for m in _method_order()
+                if getattr(m, "for_backbones", True)
+                and m.applicable(family) is None]
+
+    def apply(self, model_cfg, method: str) -> dict:
+        name, options = METHOD_VARIANTS.get(method, (method, {}))
+        if name not in self.methods(model_cfg):
+            raise ValueError(f'method {method!r} does not apply to this backbone; applicable: '
+                             f'{self.methods(model_cfg)}')
+        model_cfg = copy.deepcopy(model_cfg)
+        module, old, extra = self.split(model_cfg['backbone'])
+        cls = method_class(name)
+        new = dict(type=cls.__name__)
+        if old is not None and method_class(old['type']) is cls:
+            new.update({k: v for k, v in old.items() if k != 'type'})
+        new.update(copy.deepcopy(options))
+        if cls.freezes_trunk and module.get('frozen_stages', -1) == -1:
+            module.pop('frozen_stages', None)  # implied by the frozen trunk
+        model_cfg['backbone'] = dict(type='TunedBackbone', module=module, method=new, **extra)
+        return model_cfg
+
+    def describe(self, model_cfg) -> str:
+        module, method, _ = self.split(model_cfg['backbone'])
+        return f"TunedBackbone({module.get('type')}, {method and method.get('type')})"
+
+
+register_model_tuning(BackboneTuning())

@@ -1,0 +1,9 @@
+"""Backbone families a tuning method can be applied to (docs/backbones.md)."""
+from .base import (BACKBONE_FAMILIES, BackboneFamily, BlockSpec, call_in_dtype, family_for_type,
+                   find_family, register_family)
+from .swin import SwinFamily, load_swin_state_dict  # isort: skip
+
+__all__ = [
+    'BlockSpec', 'BackboneFamily', 'BACKBONE_FAMILIES', 'register_family', 'find_family',
+    'family_for_type', 'call_in_dtype', 'SwinFamily', 'load_swin_state_dict'
+]

@@ -1,0 +1,73 @@
+"""The base class of every tuning method: its layers plus where they attach.
+
+A method is an mmengine ``ModuleList`` of its layers, stage by stage and block by block, so its
+state-dict keys read ``<layers_name>.<stage>.<block>.<branch>...`` (e.g.
+``highway.2.5.attn.down.P``). :meth:`TuningMethod.attach` creates the layers for a
+:class:`~mmsidetune.tuners.families.BackboneFamily` and attaches them to the unmodified upstream
+modules with forward hooks; :meth:`TuningMethod.forward` runs the backbone. Freezing, eval mode,
+weights and the summary line belong to :class:`~mmsidetune.tuners.TunedBackbone` (docs/tuners.md).
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.model import ModuleList
+
+__all__ = ['TuningMethod', 'ACTIVATIONS']
+
+#: Activation names accepted by the adapter methods' ``act`` option.
+ACTIVATIONS = {'GELU': nn.GELU, 'ReLU': nn.ReLU}
+
+
+class TuningMethod(ModuleList):
+    """A tuning method (abstract): its layers (this list) and their tap/injection spec.
+
+    Attributes:
+        name (str): short name used by bench and the logs (``'e3va'``).
+        layers_name (str, optional): attribute under which a model holds the layers (the
+            state-dict prefix: ``'highway'``, ``'adapters'``, ``'lora'``); None for a method
+            without layers.
+        freezes_trunk (bool): every trunk parameter is frozen and the trunk kept in eval mode.
+        trains_output_norms (bool): the family's output norms stay trainable.
+        trunk_dtype (torch.dtype): the dtype the frozen trunk is held in.
+        not_for (dict): family name -> why the method does not apply to it.
+    """
+
+    name = ''
+    layers_name: Optional[str] = 'adapters'
+    freezes_trunk = True
+    trains_output_norms = True
+    trunk_dtype = torch.float32
+    not_for: Dict[str, str] = {}
+
+    @classmethod
+    def applicable(cls, family_cls) -> Optional[str]:
+        """None if the method applies to the family, else the reason it does not."""
+        return cls.not_for.get(getattr(family_cls, 'name', ''))
+
+    def attach(self, family) -> None:
+        """Create the layers for ``family``'s blocks and attach them (default: none).
+
+        Raises:
+            ValueError: if the method does not apply to the family (the reason is given).
+        """
+        reason = self.applicable(type(family))
+        if reason:
+            raise ValueError(f'{type(self).__name__} does not apply to the {family.name} family: '
+                             f'{reason}')
+
+    def reset_parameters(self) -> None:
+        """Re-draw every layer's initialisation (zero-initialised ones are zero again)."""
+        for stage in self:
+            for layers in stage:
+                for layer in (layers.values() if isinstance(layers, nn.ModuleDict) else [layers]):
+                    layer.reset_parameters()
+
+    def forward(self, family, x: torch.Tensor):
+        """Run the backbone (default: the upstream forward, with the attached hooks)."""
+        return family.module(x)
+
+    def per_block(self, family, make) -> None:
+        """Fill this list with ``make(block)`` for every block of ``family``, stage by stage."""
+        for stage in family.stages:
+            self.append(ModuleList([make(block) for block in stage]))

@@ -1,0 +1,68 @@
+"""LoRA (Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022)."""
+from typing import Optional, Sequence
+
+from mmengine.model import ModuleDict
+
+from ..layers import LoRAUpdate, add_parallel_adapter
+from ..registry import TUNING_METHODS
+from .base import TuningMethod
+
+__all__ = ['LoRA']
+
+
+@TUNING_METHODS.register_module()
+class LoRA(TuningMethod):
+    """Rank-``r`` updates ``W x + b + (alpha / r) B A x`` on the blocks' frozen ``nn.Linear``
+    layers (a forward hook adds :class:`~mmsidetune.tuners.layers.LoRAUpdate`; ``B`` zero at init,
+    so the output equals the frozen trunk's). Gradients cross the frozen trunk. Trainable: the
+    updates and the output norms. ``tools/model_converters/merge_lora.py`` folds them into the
+    trunk weights for export.
+
+    Targets per family (docs/backbones.md): Swin ``qkv`` and ``proj`` of ``attn.w_msa``
+    (``6 r d`` per block; with ``r = 42`` Swin-B 3,035,904 with output norms, 3.04 M, Swin-L
+    4,553,856); ViT ``out_proj``, ``fc1`` and ``fc2`` (mmseg's attention is
+    ``nn.MultiheadAttention``, whose q/k/v projection is one fused parameter, not a layer).
+
+    Args:
+        rank (int): rank ``r``. Defaults to 42 (the rank that meets the E3VA paper's LoRA
+            budgets on Swin-B and Swin-L; the paper does not state it).
+        alpha (float, optional): scale numerator; None gives scale 1.
+        targets (sequence of str, optional): names of the family's linears to adapt; None:
+            all of them.
+
+    Raises:
+        ValueError: for an empty ``targets`` or a name the family's blocks do not have.
+    """
+
+    name = 'lora'
+    layers_name = 'lora'
+    not_for = dict(resnet='a ResNet has no linear layers in its blocks (LoRA on convolution '
+                   'kernels is another method)')
+
+    def __init__(self, rank: int = 42, alpha: Optional[float] = None,
+                 targets: Optional[Sequence[str]] = None):
+        super().__init__()
+        if targets is not None and not list(targets):
+            raise ValueError('LoRA: targets must name at least one linear layer')
+        self.rank, self.alpha = rank, alpha
+        self.targets = None if targets is None else tuple(targets)
+
+    def attach(self, family) -> None:
+        super().attach(family)
+        known = list(family.stages[0][0].linears)
+        targets = self.targets or tuple(known)
+        bad = [t for t in targets if t not in known]
+        if bad:
+            raise ValueError(f'LoRA: targets must be a subset of {known} for the {family.name} '
+                             f'family, got {list(targets)}')
+
+        def make(block):
+            updates = ModuleDict()
+            for name in targets:
+                linear = block.linears[name]
+                updates[name] = LoRAUpdate(linear.in_features, linear.out_features, self.rank,
+                                           self.alpha)
+                add_parallel_adapter(linear, updates[name])
+            return updates
+
+        self.per_block(family, make)
