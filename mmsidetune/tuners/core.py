@@ -87,6 +87,23 @@ class TunedBackbone(BaseModule):
         self._register_load_state_dict_pre_hook(_prefixed_keys, with_module=True)
         print_log(self.tuning_summary(), logger='current')
 
+    def __getattr__(self, name: str):
+        """Attributes of the upstream backbone read through (``out_indices``, ``stages`` ...)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == _TRUNK or _TRUNK not in self._modules:
+                raise
+            return getattr(self._modules[_TRUNK], name)
+
+    def trainable_modules(self) -> List[nn.Module]:
+        """The modules whose parameters train: the method's layers (if any) and, for a method
+        that trains them, the family's output norms; the whole backbone for ``Full``."""
+        if not self._method.freezes_trunk:
+            return [self]
+        mods = [self._method] if self._method.layers_name else []
+        return mods + (self.family.output_norms() if self._method.trains_output_norms else [])
+
     @property
     def method(self):
         """The tuning method (its layers are ``getattr(self, method.layers_name)``)."""

@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmsidetune.backbones import TUNING_METHODS
+from mmsidetune.backbones import SWIN_ALIASES as TUNING_METHODS
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 CONFIGS = sorted(

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmsidetune.adapters import DualLowRankAdapter, DualLowRankLinear
+from mmsidetune.tuners.layers import DualLowRankAdapter, DualLowRankLinear
 
 
 def test_parameter_count_is_sum_of_low_rank_factors():

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmsidetune.adapters import DualLowRankAdapter, lean_dual_lowrank_adapter
+from mmsidetune.tuners.layers import DualLowRankAdapter, lean_dual_lowrank_adapter
 from mmsidetune.cost import SavedTensorMeter
 
 D, N, BR = 24, 2 * 11, 16  # width, tokens (2 x 11), B * r of the default adapter (2 x 8)

@@ -70,7 +70,7 @@ def _build(kind, options, arch, highway, state):
     model = MODELS.build(dict(type=kind, window_size=7, out_indices=(0, 1, 2, 3), **arch,
                               **options))
     if plain:
-        model._plain_adapters = True
+        model.method._plain_adapters = True
     missing, _ = model.load_state_dict(state, strict=False)
     assert not [k for k in missing if not k.startswith('highway.')], missing
     return model.train()

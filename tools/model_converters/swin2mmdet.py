@@ -26,7 +26,7 @@ from mmdet.models.backbones.swin import SwinTransformer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmsidetune  # noqa: F401
-from mmsidetune.backbones.tuned_swin import load_swin_state_dict
+from mmsidetune.tuners import load_swin_state_dict
 from mmsidetune.utils import trust_checkpoint
 from mmsidetune.utils.atomic_io import atomic_torch_save, check_output_path
 
