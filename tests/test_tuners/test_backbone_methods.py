@@ -1,0 +1,137 @@
+"""One table over (backbone family x tuning method) on tiny random-init backbones.
+
+For every method a family supports (``BackboneTuning().methods``): only the method's parameters
+(and the family's output norms) train and all of them get gradients; the output equals the
+frozen trunk's at initialisation (every method's init makes its branch zero); an adapter-only
+file round-trips bitwise; E3VA's saved-for-backward bytes are below every in-stream method's.
+"""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import MODELS, init_default_scope
+
+from mmsidetune.cost import SavedTensorMeter
+from mmsidetune.tuners import BackboneTuning, TunedBackbone
+from mmsidetune.utils import load_adapter_checkpoint, save_adapter_checkpoint
+
+#: family -> (default scope, upstream backbone config, input (B, 3, H, W))
+FAMILIES = {
+    'swin': ('mmdet', dict(type='SwinTransformer', embed_dims=32, depths=(2, 2, 2, 2),
+                           num_heads=(1, 2, 4, 8), window_size=7, drop_path_rate=0.1),
+             (2, 3, 64, 96)),
+    'resnet': ('mmdet', dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3),
+                             norm_eval=False), (2, 3, 64, 64)),
+    'resnet-mmseg': ('mmseg', dict(type='ResNetV1c', depth=50, out_indices=(0, 1, 2, 3),
+                                   norm_eval=False), (2, 3, 64, 64)),
+    'vit': ('mmseg', dict(type='VisionTransformer', img_size=(64, 64), patch_size=16,
+                          embed_dims=32, num_layers=4, num_heads=2, mlp_ratio=2,
+                          out_indices=(1, 3), final_norm=True, drop_path_rate=0.1),
+            (2, 3, 64, 64)),
+}
+IN_STREAM = ('adapter', 'lora', 'adaptformer', 'lorand')
+
+
+def _methods(family):
+    scope, module, _ = FAMILIES[family]
+    return BackboneTuning().methods(dict(backbone=dict(type='TunedBackbone', module=module)))
+
+
+CASES = [(f, m) for f in FAMILIES for m in _methods(f)]
+
+
+def _build(family, method, seed=0):
+    scope, module, _ = FAMILIES[family]
+    init_default_scope(scope)
+    torch.manual_seed(seed)
+    model = TunedBackbone(module=copy.deepcopy(module), method=method)
+    model.init_weights()
+    return model
+
+
+def _input(family, seed=1):
+    torch.manual_seed(seed)
+    return torch.randn(FAMILIES[family][2])
+
+
+def _loss(outs):
+    return sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+
+
+def test_every_family_has_the_methods_that_apply():
+    assert _methods('swin') == ['full', 'frozen', 'adapter', 'lora', 'adaptformer', 'lorand',
+                                'e3va']
+    assert _methods('vit') == _methods('swin')
+    # ResNet blocks have no linear layer (LoRA) and no MLP (AdaptFormer): docs/backbones.md
+    assert _methods('resnet') == ['full', 'frozen', 'adapter', 'lorand', 'e3va']
+
+
+@pytest.mark.parametrize('family,method', CASES)
+def test_only_the_method_trains_and_all_of_it_gets_gradients(family, method):
+    model = _build(family, method).train()
+    trainable = {id(p) for m in model.trainable_modules() for p in m.parameters()}
+    for p in model.parameters():
+        assert p.requires_grad == (id(p) in trainable)
+    if method == 'frozen':
+        assert not trainable
+        assert not any(o.requires_grad for o in model(_input(family)))
+        return
+    if method != 'full':  # the frozen trunk stays in eval mode
+        assert not model.module.training and all(not m.training for m in model.module.modules())
+    _loss(model(_input(family))).backward()
+    for name, p in model.named_parameters():
+        if id(p) in trainable:
+            assert p.grad is not None and p.grad.abs().sum() > 0 or _zero_grad_ok(name), name
+        else:
+            assert p.grad is None, name
+
+
+def _zero_grad_ok(name):
+    # at init a zero up-projection blocks the gradient of the layers before it (as in every
+    # zero-initialised adapter): down-projections and LoRA's A get exactly zero
+    return any(k in name for k in ('.down.', '.A', '.Q', '.K', 'down.P', 'down.bias'))
+
+
+@pytest.mark.parametrize('family,method', CASES)
+def test_output_equals_the_frozen_trunk_at_initialisation(family, method):
+    ref = _build(family, 'frozen').eval()
+    model = _build(family, method).eval()
+    model.module.load_state_dict(ref.module.state_dict())
+    x = _input(family)
+    with torch.no_grad():
+        expected, got = ref(x), model(x)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('family,method', [c for c in CASES if c[1] not in ('full', 'frozen')])
+def test_adapter_only_file_round_trips_bitwise(tmp_path, family, method):
+    model = _build(family, method, seed=0)
+    for p in model.parameters():  # trained values, not the init
+        if p.requires_grad:
+            p.data.normal_()
+    path = str(tmp_path / 'adapter.pth')
+    meta = save_adapter_checkpoint(model, path)
+    assert meta['tuning_methods'] == {'.': f'TunedBackbone({method})'}
+    fresh = _build(family, method, seed=0)
+    load_adapter_checkpoint(fresh, path)
+    own, loaded = model.state_dict(), fresh.state_dict()
+    assert own.keys() == loaded.keys()
+    assert all(torch.equal(own[k], loaded[k]) for k in own)
+
+
+def _saved_bytes(model, x):
+    with SavedTensorMeter(exclude=model.parameters()) as meter:
+        outs = model(x)  # the graph stays alive while the meter reads it
+    del outs
+    return meter.bytes
+
+
+@pytest.mark.parametrize('family', list(FAMILIES))
+def test_e3va_saves_less_for_backward_than_every_in_stream_method(family):
+    x = _input(family)
+    e3va = _saved_bytes(_build(family, 'e3va').train(), x)
+    in_stream = {m: _saved_bytes(_build(family, m).train(), x)
+                 for m in _methods(family) if m in IN_STREAM}
+    assert in_stream and all(e3va < b for b in in_stream.values()), (e3va, in_stream)
