@@ -1,7 +1,8 @@
 """LoRA: a trainable low-rank update ``(alpha / r) * B A x`` added to a frozen linear layer.
 
-Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022. SPEC.md section 1,
-baselines. An ``in -> out`` update of rank ``r`` costs ``r * (in + out)`` parameters (no bias).
+Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022
+(docs/methods/lora.md). An ``in -> out`` update of rank ``r`` costs ``r * (in + out)`` parameters
+(no bias).
 """
 import math
 
