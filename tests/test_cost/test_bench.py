@@ -53,13 +53,16 @@ def test_empty_dataset_raises_instead_of_waiting_forever(demo_config):
         run_bench(cfg, ['full'], steps=1, warmup=0, progress=False)
 
 
-def test_apply_method_switches_type_only(demo_config):
+def test_apply_method_switches_the_method_only(demo_config):
     cfg = Config.fromfile(demo_config)
     switched = apply_method(cfg, 'full')
-    assert switched.model.backbone.type == 'FullSwinTransformer'
+    backbone = switched.model.backbone
+    assert backbone.type == 'TunedBackbone' and backbone.method == dict(type='Full')
     assert cfg.model.backbone.type == 'E3VASwinTransformer'  # the input is not modified
-    assert {k: v for k, v in switched.model.backbone.items() if k != 'type'} == \
-        {k: v for k, v in cfg.model.backbone.items() if k != 'type'}
+    # the upstream module keeps every argument of the config's backbone
+    assert backbone.module == dict(
+        type='mmdet.SwinTransformer',
+        **{k: v for k, v in cfg.model.backbone.items() if k != 'type'})
     with pytest.raises(ValueError, match='unknown method'):
         apply_method(cfg, 'prompt-tuning')
 
