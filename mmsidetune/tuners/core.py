@@ -83,6 +83,7 @@ class TunedBackbone(BaseModule):
             for p in self.parameters():
                 p.requires_grad_(id(p) in trainable)
         self._cast_trunk(method.trunk_dtype)
+        self.train(self.training)  # a frozen trunk is in eval mode from the start
         self._register_state_dict_hook(_upstream_keys)
         self._register_load_state_dict_pre_hook(_prefixed_keys, with_module=True)
         print_log(self.tuning_summary(), logger='current')
