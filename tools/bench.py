@@ -17,7 +17,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 
 import mmsidetune  # noqa: F401  (registers the backbones)
-from mmsidetune.backbones import TUNING_METHODS, TUNING_VARIANTS
+from mmsidetune.tuners import METHOD_VARIANTS, TUNING_METHODS
 from mmsidetune.cost import BenchError, format_table, run_bench, write_report
 
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'e3va',
@@ -89,10 +89,11 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG, help='mmdet/mmseg config')
     parser.add_argument('--methods', default='all', type=_methods,
-                        help="comma-separated methods, or 'all' (the default): the seven Swin "
-                        f"methods ({','.join(TUNING_METHODS)}), or full,adapter,m2ist for an "
-                        'M2IST config; also E3VA with its memory options: '
-                        f"{','.join(TUNING_VARIANTS)} (docs/e3va.md)")
+                        help="comma-separated methods, or 'all' (the default): every method "
+                        'that applies to the config\'s model (of '
+                        f"{','.join(c.name for c in TUNING_METHODS.module_dict.values())}), "
+                        'also E3VA with its memory options: '
+                        f"{','.join(METHOD_VARIANTS)} (docs/e3va.md)")
     parser.add_argument('--steps', type=_int_at_least(1), default=5,
                         help='timed steps per method')
     parser.add_argument('--warmup', type=_int_at_least(0), default=2,
