@@ -20,10 +20,12 @@ FAMILIES = {
     'swin': ('mmdet', dict(type='SwinTransformer', embed_dims=32, depths=(2, 2, 2, 2),
                            num_heads=(1, 2, 4, 8), window_size=7, drop_path_rate=0.1),
              (2, 3, 64, 96)),
+    # zero_init_residual=False: mmdet's default zeroes every residual branch at random init,
+    # which would leave the adapters reading zeros
     'resnet': ('mmdet', dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3),
-                             norm_eval=False), (2, 3, 64, 64)),
+                             zero_init_residual=False), (2, 3, 64, 64)),
     'resnet-mmseg': ('mmseg', dict(type='ResNetV1c', depth=50, out_indices=(0, 1, 2, 3),
-                                   norm_eval=False), (2, 3, 64, 64)),
+                                   zero_init_residual=False), (2, 3, 64, 64)),
     'vit': ('mmseg', dict(type='VisionTransformer', img_size=(64, 64), patch_size=16,
                           embed_dims=32, num_layers=4, num_heads=2, mlp_ratio=2,
                           out_indices=(1, 3), final_norm=True, drop_path_rate=0.1),
@@ -102,7 +104,12 @@ def test_output_equals_the_frozen_trunk_at_initialisation(family, method):
         expected, got = ref(x), model(x)
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
-        assert torch.equal(a, b)
+        if method == 'full':
+            # trainable weights take nn.MultiheadAttention's slow path (ViT), the frozen trunk its
+            # fused inference path: the same function, rounded differently
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize('family,method', [c for c in CASES if c[1] not in ('full', 'frozen')])
