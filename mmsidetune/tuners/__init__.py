@@ -10,11 +10,14 @@ from .families import (BackboneFamily, BlockSpec, find_family, load_swin_state_d
 from .methods import (E3VA, AdaptFormer, Adapter, Frozen, Full, LoRA, LoRand,  # isort: skip
                       TuningMethod)
 from .core import BACKBONE_ALIASES, BackboneTuning, TunedBackbone  # isort: skip
+from .merge import (LoRALayer, LoRAMergeError, lora_backbones, lora_layers,  # isort: skip
+                    merge_lora_state_dict, plain_backbone_config)
 
 __all__ = [
     'TunedBackbone', 'BackboneTuning', 'BACKBONE_ALIASES', 'TUNING_METHODS', 'METHOD_VARIANTS',
     'ModelTuning', 'build_method', 'method_class', 'register_method_variant',
     'register_model_tuning', 'find_model_tuning', 'TapRecorder', 'BackboneFamily', 'BlockSpec',
     'find_family', 'register_family', 'load_swin_state_dict', 'TuningMethod', 'Full', 'Frozen',
-    'Adapter', 'LoRA', 'AdaptFormer', 'LoRand', 'E3VA'
+    'Adapter', 'LoRA', 'AdaptFormer', 'LoRand', 'E3VA', 'merge_lora_state_dict',
+    'plain_backbone_config', 'lora_layers', 'lora_backbones', 'LoRALayer', 'LoRAMergeError'
 ]

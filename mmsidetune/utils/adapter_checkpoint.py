@@ -52,17 +52,20 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _adapter_keys(model: nn.Module) -> set:
-    """State-dict keys of the trainable parameters and of their modules' persistent buffers."""
-    keys = set()
-    for prefix, module in model.named_modules():
-        own = [n for n, p in module._parameters.items() if p is not None and p.requires_grad]
+    """State-dict keys of the trainable parameters and of their modules' persistent buffers.
+
+    Tensors are matched by identity in ``model.state_dict(keep_vars=True)``, not by module
+    names: a module may rename its keys in ``state_dict()`` (``TunedBackbone`` saves its trunk
+    ``module.norm0.weight`` as ``norm0.weight``, the upstream layout)."""
+    wanted = set()
+    for module in model.modules():
+        own = [p for p in module._parameters.values() if p is not None and p.requires_grad]
         if not own:
             continue
-        dot = prefix + '.' if prefix else ''
-        keys.update(dot + n for n in own)
-        keys.update(dot + n for n, b in module._buffers.items()
-                    if b is not None and n not in module._non_persistent_buffers_set)
-    return keys
+        wanted.update(id(p) for p in own)
+        wanted.update(id(b) for n, b in module._buffers.items()
+                      if b is not None and n not in module._non_persistent_buffers_set)
+    return {k for k, v in model.state_dict(keep_vars=True).items() if id(v) in wanted}
 
 
 def adapter_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':

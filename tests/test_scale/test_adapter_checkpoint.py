@@ -40,8 +40,10 @@ def test_round_trip_reproduces_outputs_exactly(tmp_path, images):
     meta = save_adapter_checkpoint(tuned, path)
 
     saved = torch.load(path, weights_only=True)['state_dict']  # safe to load: tensors only
-    trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
-    assert sorted(saved) == sorted(trainable)
+    # the backbone saves its trunk ``module.*`` in the upstream layout (``backbone.norm3.*``)
+    trainable = [n.replace('backbone.module.', 'backbone.')
+                 for n, p in tuned.named_parameters() if p.requires_grad]
+    assert sorted(saved) == sorted(trainable) and 'backbone.norm3.weight' in saved
     assert not any(k.startswith(('backbone.stages.', 'backbone.patch_embed.'))
                    and '.highway.' not in k for k in saved)
     assert meta['pretrained'] == {'backbone': trunk}
@@ -174,3 +176,67 @@ def test_hook_removes_adapter_files_with_their_checkpoints(tmp_path):
     work = tmp_path / 'work'
     toy.import_tool('train.py').main([config, '--work-dir', str(work)])
     assert sorted(p.name for p in work.glob('*.pth')) == ['adapter_iter_3.pth', 'iter_3.pth']
+
+
+_DETECTOR = """
+_base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
+custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
+default_scope = 'mmdet'
+model = dict(
+    backbone=dict(_delete_=True, type='TunedBackbone',
+                  module=dict(type='SwinTransformer', embed_dims=16, depths=(2, 2, 2, 2),
+                              num_heads=(1, 2, 4, 8), window_size=4, out_indices=(0, 1, 2, 3)),
+                  method=dict(type='{method}', rank=4),
+                  init_cfg=dict(type='Pretrained', checkpoint='{trunk}')),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=16, start_level=1),
+    bbox_head=dict(num_classes=2, in_channels=16, feat_channels=16, stacked_convs=1))
+"""
+
+
+@pytest.mark.parametrize('method', ['E3VA', 'LoRA'])
+def test_tuned_backbone_detector_saves_its_trainable_output_norms(tmp_path, method):
+    """A TunedBackbone keeps its trunk under ``module`` but saves it in the upstream layout
+    (``backbone.norm0.weight``, not ``backbone.module.norm0.weight``): the trained output norms
+    must be in the adapter-only file, and the round trip bitwise."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    trunk = str(tmp_path / 'trunk.pth')
+    torch.manual_seed(4)
+    swin = MODELS.build(dict(type='mmdet.SwinTransformer', embed_dims=16, depths=(2, 2, 2, 2),
+                             num_heads=(1, 2, 4, 8), window_size=4, out_indices=(0, 1, 2, 3)))
+    swin.init_weights()
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in swin.state_dict().items()}}, trunk)
+    config = tmp_path / 'det.py'
+    config.write_text(_DETECTOR.replace('{method}', method).replace('{trunk}', trunk))
+    init_default_scope('mmdet')
+
+    def build():
+        torch.manual_seed(0)
+        model = MODELS.build(Config.fromfile(str(config)).model)
+        model.init_weights()
+        return model.eval()
+
+    tuned = build()
+    assert tuned.backbone.module.norm0.weight.requires_grad
+    with torch.no_grad():  # as by training: every trainable tensor changes
+        for p in tuned.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    path = str(tmp_path / 'adapter.pth')
+    save_adapter_checkpoint(tuned, path)
+    saved = torch.load(path, weights_only=True)['state_dict']
+    assert {f'backbone.norm{i}.{w}' for i in range(4) for w in ('weight', 'bias')} <= set(saved)
+    assert torch.equal(saved['backbone.norm0.weight'], tuned.backbone.module.norm0.weight)
+    assert not any(k.startswith('backbone.module.') or k.startswith('backbone.stages.')
+                   for k in saved)
+
+    fresh = build()
+    assert not torch.equal(fresh.backbone.module.norm0.weight, tuned.backbone.module.norm0.weight)
+    load_adapter_checkpoint(fresh, path)
+    expected = tuned.state_dict()
+    assert list(fresh.state_dict()) == list(expected)
+    assert all(torch.equal(v, expected[k]) for k, v in fresh.state_dict().items())
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out, ref = fresh(images, mode='tensor'), tuned(images, mode='tensor')
+    assert all(torch.equal(a, b) for a, b in zip(out[0] + out[1], ref[0] + ref[1]))

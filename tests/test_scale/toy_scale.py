@@ -38,7 +38,7 @@ class ToyTunedClassifier(BaseModel):
     def __init__(self, backbone: dict, num_classes: int = 3, init_cfg=None):
         super().__init__(data_preprocessor=dict(type='BaseDataPreprocessor'), init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
-        self.head = nn.Linear(self.backbone.num_features[-1], num_classes)
+        self.head = nn.Linear(self.backbone.module.num_features[-1], num_classes)
 
     def forward(self, inputs, labels=None, mode='tensor'):
         logits = self.head(self.backbone(inputs)[-1].mean((2, 3)))
