@@ -153,6 +153,7 @@ def test_two_cpu_processes_match_one_process(tmp_path, reference_run):
     # state-dict keys of the trainable parameters (a TunedBackbone's keys are in the upstream
     # layout, its parameter names keep the 'module.' prefix: match by identity)
     state = toy.build_toy_model().state_dict(keep_vars=True)
-    trainable = {k for k, v in state.items() if isinstance(v, torch.nn.Parameter) and v.requires_grad}
+    trainable = {k for k, v in state.items()
+                 if isinstance(v, torch.nn.Parameter) and v.requires_grad}
     assert sum(not torch.equal(early[k], ref[k]) for k in trainable) > 0.9 * len(trainable)
     assert all(torch.equal(early[k], ref[k]) for k in ref if k not in trainable)

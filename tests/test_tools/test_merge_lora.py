@@ -35,6 +35,17 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256], out_channels=32, start_level=0),
     bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32, stacked_convs=1))
 """
+SEGMENTOR = """
+_base_ = 'mmseg::_base_/models/upernet_swin.py'
+custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
+default_scope = 'mmseg'
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    backbone=dict(_delete_=True, {backbone}),
+    decode_head=dict(in_channels=[32, 64, 128, 256], channels=16, num_classes=3,
+                     norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=128, channels=16, num_classes=3, norm_cfg=norm_cfg))
+"""
 BACKBONES = dict(
     tuned=(f"type='TunedBackbone', module=dict(type='SwinTransformer', **{SWIN!r}), "
            f"method=dict(type='LoRA', rank={RANK}, alpha={ALPHA})" '{init}'),
@@ -70,8 +81,8 @@ def _randomize_lora(model, seed=0):
                 p.add_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def _lora_detector(config):
-    init_default_scope('mmdet')
+def _lora_detector(config, scope='mmdet'):
+    init_default_scope(scope)
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(config).model)
     model.init_weights()
@@ -174,6 +185,31 @@ def test_tool_writes_a_plain_detector(tmp_path, images, form, capsys):
         scores, boxes = plain(images, mode='tensor')
         lora_scores, lora_boxes = lora(images, mode='tensor')
     _assert_close(scores + boxes, lora_scores + lora_boxes)
+
+
+def test_tool_writes_a_plain_segmentor(tmp_path, images):
+    """mmseg scope: ``SwinTransformer`` is mmseg's; the merged UperNet loads strictly into the
+    untouched mmseg EncoderDecoder and gives the LoRA segmentor's logits."""
+    from mmseg.models.backbones import SwinTransformer as MMSegSwin
+    module = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=7)
+    config = tmp_path / 'upernet_lora.py'
+    config.write_text(SEGMENTOR.format(backbone=(
+        f"type='TunedBackbone', module=dict(type='SwinTransformer', **{module!r}), "
+        f"method=dict(type='LoRA', rank={RANK}, alpha={ALPHA})")))
+    lora = _lora_detector(str(config), scope='mmseg')
+    assert type(lora.backbone.module) is MMSegSwin
+    ckpt = _save_full(lora, tmp_path / 'iter_40.pth')
+    out = str(tmp_path / 'merged.pth')
+    _tool().main([str(config), ckpt, out, '--check-size', '64'])
+
+    plain_cfg = Config.fromfile(str(tmp_path / 'merged.py'))
+    init_default_scope('mmseg')
+    plain = MODELS.build(plain_cfg.model)
+    assert type(plain.backbone) is MMSegSwin
+    plain.load_state_dict(torch.load(out, weights_only=True)['state_dict'], strict=True)
+    plain.eval()
+    with torch.no_grad():
+        _assert_close([plain(images, mode='tensor')], [lora(images, mode='tensor')])
 
 
 def test_tool_merges_an_adapter_only_file_onto_the_pretrained_trunk(tmp_path):

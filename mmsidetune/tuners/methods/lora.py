@@ -20,8 +20,9 @@ class LoRA(TuningMethod):
 
     Targets per family (docs/backbones.md): Swin ``qkv`` and ``proj`` of ``attn.w_msa``
     (``6 r d`` per block; with ``r = 42`` Swin-B 3,035,904 with output norms, 3.04 M, Swin-L
-    4,553,856); ViT ``out_proj``, ``fc1`` and ``fc2`` (mmseg's attention is
-    ``nn.MultiheadAttention``, whose q/k/v projection is one fused parameter, not a layer).
+    4,553,856); ViT the MLP's ``fc1`` and ``fc2`` (mmseg's attention is
+    ``nn.MultiheadAttention``, whose q/k/v projection is one fused parameter and whose forward
+    reads ``out_proj.weight`` as a tensor: no layer there runs a forward hook).
 
     Args:
         rank (int): rank ``r``. Defaults to 42 (the rank that meets the E3VA paper's LoRA
