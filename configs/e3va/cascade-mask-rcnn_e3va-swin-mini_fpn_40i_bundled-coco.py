@@ -1,6 +1,7 @@
 # Demo: a small E3VA Cascade Mask R-CNN trained on the bundled real photos
 # (data/bundled/coco: Pascal VOC, ARC2017 and imgaug's quokka, 28 real instance masks).
-# Random init, CPU friendly: `mim train mmdet configs/e3va/cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py`
+# Random init, CPU friendly:
+#   mim train mmdet configs/e3va/cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py
 # and the default config of `tools/bench.py`. Switch method by changing model.backbone.type:
 # FullSwinTransformer, FrozenSwinTransformer, AdapterSwinTransformer, LoRASwinTransformer,
 # AdaptFormerSwinTransformer, LoRandSwinTransformer, E3VASwinTransformer (docs/methods/).

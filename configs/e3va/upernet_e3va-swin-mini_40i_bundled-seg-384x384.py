@@ -1,7 +1,8 @@
 # Demo: a small E3VA UperNet trained on the bundled real photos' label maps
 # (data/bundled/seg: Pascal VOC, ARC2017 and imgaug's quokka; 13 classes + background).
-# Random init, CPU friendly: `mim train mmseg configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py`
-# or `python tools/bench.py configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py`.
+# Random init, CPU friendly:
+#   mim train mmseg configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py
+#   python tools/bench.py configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
     '../_base_/datasets/bundled_seg.py',
