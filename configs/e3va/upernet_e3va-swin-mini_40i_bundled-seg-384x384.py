@@ -1,19 +1,18 @@
 # Demo: a small E3VA UperNet trained on the bundled real photos' label maps
 # (data/bundled/seg: Pascal VOC, ARC2017 and imgaug's quokka; 13 classes + background).
-# Random init, CPU friendly: `mim train mmseg configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py`
-# or `python tools/bench.py configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py`.
+# Random init, CPU friendly:
+#   mim train mmseg configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py
+#   python tools/bench.py configs/e3va/upernet_e3va-swin-mini_40i_bundled-seg-384x384.py
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
+    '../_base_/datasets/bundled_seg.py',
+    '../_base_/schedules/bundled_40i.py',
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
 
-data_root = '{{fileDirname}}/../../data/bundled/seg/'
-# data/bundled/seg/classes.txt, label value = line index.
-classes = ('background', 'animal', 'bottle', 'burts_bees_baby_wipes', 'chair', 'diningtable',
-           'fiskars_scissors', 'hanes_socks', 'ice_cube_tray', 'irish_spring_soap',
-           'laugh_out_loud_jokes', 'measuring_spoons', 'mouse_traps', 'person')
-crop_size = (384, 384)
+crop_size = {{_base_.crop_size}}
+num_classes = {{_base_.num_classes}}
 embed_dims = 64
 norm_cfg = dict(type='BN', requires_grad=True)  # one process on CPU: plain BN, not SyncBN
 
@@ -29,67 +28,12 @@ model = dict(
     decode_head=dict(
         in_channels=[embed_dims * 2**i for i in range(4)],
         channels=128,
-        num_classes=len(classes),
+        num_classes=num_classes,
         norm_cfg=norm_cfg),
     auxiliary_head=dict(
-        in_channels=embed_dims * 4, channels=64, num_classes=len(classes), norm_cfg=norm_cfg))
+        in_channels=embed_dims * 4, channels=64, num_classes=num_classes, norm_cfg=norm_cfg))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadSegAnnotations'),  # mmseg's LoadAnnotations; errors name the label map
-    dict(type='RandomResize', scale=(640, 480), ratio_range=(0.75, 1.25), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.9),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(640, 480), keep_ratio=True),
-    dict(type='LoadSegAnnotations'),
-    dict(type='PackSegInputs'),
-]
-dataset = dict(
-    type='BaseSegDataset',
-    data_root=data_root,
-    metainfo=dict(classes=classes),
-    data_prefix=dict(img_path='images', seg_map_path='labels'),
-    img_suffix='.jpg',
-    seg_map_suffix='.png',
-    reduce_zero_label=False)
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(dataset, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(dataset, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
-
-max_iters = 40
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    constructor='TrainableOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(
-        custom_keys={
-            'absolute_pos_embed': dict(decay_mult=0.),
-            'relative_position_bias_table': dict(decay_mult=0.),
-            'norm': dict(decay_mult=0.)
-        }))
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
+optim_wrapper = dict(optimizer=dict(lr=6e-5, weight_decay=0.01))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
-    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval={{_base_.max_iters}}))

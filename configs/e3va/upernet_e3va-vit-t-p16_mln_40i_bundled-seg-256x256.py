@@ -8,16 +8,14 @@
 # E3VA (docs/e3va_vit.md).
 _base_ = [
     'mmseg::_base_/models/upernet_vit-b16_ln_mln.py',
+    '../_base_/datasets/bundled_seg.py',
+    '../_base_/schedules/bundled_40i.py',
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmsidetune'], allow_failed_imports=False)
 
-data_root = '{{fileDirname}}/../../data/bundled/seg/'
-# data/bundled/seg/classes.txt, label value = line index.
-classes = ('background', 'animal', 'bottle', 'burts_bees_baby_wipes', 'chair', 'diningtable',
-           'fiskars_scissors', 'hanes_socks', 'ice_cube_tray', 'irish_spring_soap',
-           'laugh_out_loud_jokes', 'measuring_spoons', 'mouse_traps', 'person')
 crop_size = (256, 256)
+num_classes = {{_base_.num_classes}}
 embed_dims = 192
 norm_cfg = dict(type='BN', requires_grad=True)  # one process on CPU: plain BN, not SyncBN
 
@@ -47,10 +45,10 @@ model = dict(
     decode_head=dict(
         in_channels=[embed_dims] * 4,
         channels=128,
-        num_classes=len(classes),
+        num_classes=num_classes,
         norm_cfg=norm_cfg),
     auxiliary_head=dict(
-        in_channels=embed_dims, channels=64, num_classes=len(classes), norm_cfg=norm_cfg))
+        in_channels=embed_dims, channels=64, num_classes=num_classes, norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -66,48 +64,19 @@ test_pipeline = [
     dict(type='LoadSegAnnotations'),
     dict(type='PackSegInputs'),
 ]
-dataset = dict(
-    type='BaseSegDataset',
-    data_root=data_root,
-    metainfo=dict(classes=classes),
-    data_prefix=dict(img_path='images', seg_map_path='labels'),
-    img_suffix='.jpg',
-    seg_map_suffix='.png',
-    reduce_zero_label=False)
-train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(dataset, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(dataset, pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
 
-max_iters = 40
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
-    type='OptimWrapper',
-    constructor='TrainableOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    optimizer=dict(lr=6e-5, weight_decay=0.01),
     paramwise_cfg=dict(
         custom_keys={
+            '_delete_': True,  # ViT's no-decay keys instead of Swin's
             'pos_embed': dict(decay_mult=0.),
             'cls_token': dict(decay_mult=0.),
             'norm': dict(decay_mult=0.)
         }))
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-custom_hooks = [dict(type='FiniteLossHook'), dict(type='TrainingCostHook')]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
-    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval={{_base_.max_iters}}))
