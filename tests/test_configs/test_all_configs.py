@@ -70,7 +70,7 @@ def test_config_builds(path, skip_random_init):
     assert sum(p.numel() for p in model.parameters()) > 0
     folder = osp.basename(osp.dirname(path))
     if folder in TUNING_METHODS:  # configs/<method>/ holds that method only
-        assert type(model.backbone).__name__ == TUNING_METHODS[folder]
+        assert model.backbone.tuning_method == folder
     match = PAPER.search(osp.basename(path))
     if not match or _in_bench(path):
         return
