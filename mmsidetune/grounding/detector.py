@@ -1,7 +1,7 @@
 """M2ISTGrounder: the REC detector of M2IST, with the full and adapter-tuning baselines.
 
 Paper: M2IST, Multi-Modal Interactive Side-Tuning for Efficient Referring Expression
-Comprehension (arXiv 2407.01131), Fig. 2 (architecture) and Fig. 3 (the three ways of tuning);
+Comprehension (arXiv 2407.01131), Fig. 1 (the three ways of tuning) and Fig. 2 (architecture);
 docs/m2ist.md. The base model is TransVG-R50.
 """
 import re
@@ -38,18 +38,18 @@ class M2ISTGrounder(BaseDetector):
     :data:`~mmsidetune.tuners.TUNING_METHODS`, attached to the two encoders described by
     :class:`~mmsidetune.grounding.GroundingEncoders`):
 
-    * ``'m2ist'`` (:class:`~mmsidetune.grounding.M2IST`, paper Fig. 3c): backbone and language
+    * ``'m2ist'`` (:class:`~mmsidetune.grounding.M2IST`, paper Fig. 1c): backbone and language
       model frozen, in eval mode, run under ``torch.no_grad()``; the M3ISA side network
       (``side_network``) mixes their taps; side network + neck + head train. Gradients never
       enter the encoders (only the frozen BERT LayerNorms the side network calls carry them back
       to the side network). Only the BERT layers paired with the DETR layers are tapped.
-    * ``'adapter'`` (:class:`~mmsidetune.tuners.Adapter`, ReLU; paper Fig. 3b): the same frozen
+    * ``'adapter'`` (:class:`~mmsidetune.tuners.Adapter`, ReLU; paper Fig. 1b): the same frozen
       encoders (eval mode, with grad) with serial bottleneck adapters (``adapters``: dim ->
       ``adapter_bottleneck`` -> dim, up-projection zero at init, so the model starts as the
       frozen one) after the attention and the FFN of every DETR layer and of the paired BERT
       layers; adapters + neck + head train and their gradients pass back through the frozen
       encoder layers.
-    * ``'full'`` (:class:`~mmsidetune.tuners.Full`, paper Fig. 3a): TransVG-style full
+    * ``'full'`` (:class:`~mmsidetune.tuners.Full`, paper Fig. 1a): TransVG-style full
       fine-tuning: everything trains (ResNet BN stays frozen, and the ResNet stem + layer1 as
       far as ``backbone.resnet.frozen_stages`` says).
 

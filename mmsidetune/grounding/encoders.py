@@ -9,8 +9,8 @@ grounder: the vision encoder (:class:`DETRVisionEncoder`) and the language encod
   (``text_layers``), each with the branches ``'attn'`` and ``'ffn'`` whose outputs are the
   sub-layer outputs before dropout and the residual add. The generic
   :class:`~mmsidetune.tuners.Adapter` puts its serial adapters there (the M2IST paper's
-  adapter-tuning baseline, Fig. 3b);
-* the taps the M3ISA side network reads (Fig. 3c; docs/m2ist.md, "Structure"): per pair ``i``
+  adapter-tuning baseline, Fig. 1b);
+* the taps the M3ISA side network reads (Fig. 2; docs/m2ist.md, "Structure"): per pair ``i``
   ``a_i`` (DETR self-attention output), ``f_i`` (DETR FFN output), ``h_i`` (BERT attention block
   output after its LayerNorm), ``g_i`` (BERT FFN output), plus ``E`` (the BERT embedding
   output), and the frozen BERT LayerNorms ``LN_att,i`` / ``LN_out,i`` the side network calls.

@@ -1,7 +1,7 @@
 """M2IST: multi-modal interactive side-tuning, as a tuning method of the M2IST grounder.
 
 Liu et al., "M2IST: Multi-Modal Interactive Side-Tuning for Efficient Referring Expression
-Comprehension", arXiv 2407.01131 (IEEE TCSVT 2025), Fig. 2 and Fig. 3c; docs/m2ist.md::
+Comprehension", arXiv 2407.01131 (IEEE TCSVT 2025), Fig. 1c and Fig. 2; docs/m2ist.md::
 
     images, pixel mask ─ vision encoder (frozen, eval, no autograd) ─► x^v_N, z^v_0 ─┐
                                │ taps a_i, f_i (forward hooks)                        │
