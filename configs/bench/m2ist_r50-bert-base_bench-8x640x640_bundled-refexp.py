@@ -4,7 +4,7 @@
 # 640x640, on the bundled real photos and expressions, random init. Memory only.
 #   python tools/bench.py configs/bench/m2ist_r50-bert-base_bench-8x640x640_bundled-refexp.py \
 #       --methods full,adapter,m2ist --steps 1 --warmup 1
-# bench switches the method through model.tuning.
+# bench switches the method through model.method.
 _base_ = ['../m2ist/m2ist_r50-bert-base_8xb8-90e_refcoco.py']
 
 model = dict(

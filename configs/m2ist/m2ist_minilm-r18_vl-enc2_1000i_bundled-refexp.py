@@ -6,11 +6,11 @@
 #   mim train mmdet configs/m2ist/m2ist_minilm-r18_vl-enc2_1000i_bundled-refexp.py
 #   python tools/bench.py configs/m2ist/m2ist_minilm-r18_vl-enc2_1000i_bundled-refexp.py \
 #       --methods full,adapter,m2ist --out-dir work_dirs/bench_m2ist
-# Switch the method with model.tuning: m2ist | adapter | full.
+# Switch the method with model.method: m2ist | adapter | full.
 #
 # Departures from the paper recipe, for a 33-expression training set on a random, frozen vision
 # encoder (docs/m2ist.md has the measured loss curve): training uses the test-time resize and a
-# centred pad only (the dataset base config keeps SPEC.md's full augmentation: random crop,
+# centred pad only (the dataset base config keeps the paper's full augmentation: random crop,
 # colour jitter, word-swapping flip, random pad offset). With random visual features a flipped
 # photo is the same phrase with a mirrored box, which the model cannot tell apart, so it learns
 # the average x. One learning rate, 5e-4, for everything trainable; no dropout in the VL encoder.

@@ -1,7 +1,7 @@
-# M2IST (TransVG-R50 + BERT-base, six M3ISAs) on RefCOCOg, UMD split (gref_umd), SPEC.md section 2.
+# M2IST (TransVG-R50 + BERT-base, six M3ISAs) on RefCOCOg, UMD split (gref_umd) (docs/m2ist.md).
 # Bring: checkpoints/detr-r50-gref.pth (TransVG's DETR-R50, or its converted copy from
 # tools/model_converters/transvg2mmsidetune.py) and checkpoints/bert-base-uncased (a folder saved
-# with transformers' save_pretrained). Switch the method with model.tuning: m2ist | adapter | full.
+# with transformers' save_pretrained). Switch the method with model.method: m2ist | adapter | full.
 _base_ = [
     './_base_/models/m2ist_r50-bert-base.py',
     './_base_/datasets/refcocog-umd.py',

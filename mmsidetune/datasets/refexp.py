@@ -1,6 +1,6 @@
 """Referring expression comprehension data: one sample per (image, expression, box).
 
-Reads the two formats of SPEC.md section 2 "Data":
+Reads two formats (docs/refexp_data.md, "Formats read by `RefExpDataset`"):
 
 * TransVG/ReSC split files ``<ds>/<ds>_<split>.pth``: a torch-pickled list of tuples. RefCOCO-family
   (``unc``, ``unc+``, ``gref``, ``gref_umd``) and ReferIt (``referit``) entries are
@@ -49,7 +49,7 @@ def _xyxy(bbox: Sequence[float], layout: str, where: str) -> List[float]:
 
 @DATASETS.register_module()
 class RefExpDataset(BaseDataset):
-    """Grounding dataset with one sample per referring expression (SPEC.md section 2 "Data").
+    """Grounding dataset with one sample per referring expression (docs/refexp_data.md).
 
     Each data info holds ``img_path``, ``img_id``, ``text`` (the expression), ``gt_bbox_ori``
     (``[x1, y1, x2, y2]`` floats, original image pixels), ``dataset_key``, ``split`` and
@@ -171,7 +171,7 @@ class RefExpDataset(BaseDataset):
             where = f'{self.ann_file} entry {i}'
             if not isinstance(entry, (list, tuple)) or len(entry) != n_fields:
                 raise ValueError(f'{where}: a {self.dataset_key!r} entry has {n_fields} fields '
-                                 f'(SPEC.md section 2 "Data"), got {entry!r}')
+                                 f'(docs/refexp_data.md), got {entry!r}')
             if n_fields == 3:
                 img_file, bbox, phrase = entry
             else:

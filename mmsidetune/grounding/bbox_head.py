@@ -15,9 +15,10 @@ __all__ = ['GroundingBoxHead']
 class GroundingBoxHead(BaseModule):
     """[REG] (B, d) -> MLP d-d-d-4 (ReLU between) -> sigmoid -> normalised (cx, cy, w, h).
 
-    Loss (SPEC.md section 2): L1 on normalised cxcywh (summed over the 4 coordinates, averaged
-    over the batch, as TransVG) + lambda * (1 - GIoU) averaged over the batch, lambda = 1 by
-    default (``loss_giou.loss_weight``). Both losses are mmdet's, built from config.
+    Loss (docs/m2ist.md, "Structure"): L1 on normalised cxcywh (summed over the 4 coordinates,
+    averaged over the batch, as TransVG) + lambda * (1 - GIoU) averaged over the batch,
+    lambda = 1 by default (``loss_giou.loss_weight``). Both losses are mmdet's, built from
+    config.
 
     Args:
         embed_dims (int): d. Default 256.

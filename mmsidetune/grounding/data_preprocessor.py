@@ -39,7 +39,8 @@ class GroundingDataPreprocessor(DetDataPreprocessor):
     """mmdet's ``DetDataPreprocessor`` (normalise with ``mean``/``std``, ``bgr_to_rgb``, stack)
     plus the pixel mask, stored on each data sample as ``pixel_mask`` (Hb, Wb) bool.
 
-    Configure with ImageNet statistics, as SPEC.md section 2 (the pipeline does not normalise)::
+    Configure with ImageNet statistics, as TransVG and M2IST (docs/refexp_data.md; the pipeline
+    does not normalise)::
 
         dict(type='GroundingDataPreprocessor', mean=[123.675, 116.28, 103.53],
              std=[58.395, 57.12, 57.375], bgr_to_rgb=True)

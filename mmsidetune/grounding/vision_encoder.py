@@ -1,11 +1,13 @@
 """The frozen vision encoder of TransVG / M2IST: ResNet (C5) + 1x1 projection + DETR encoder.
 
-SPEC.md section 2, "Base model": ResNet-50 with frozen BN, C5 only (stride 32) -> 1x1 conv to
-d=256 -> 6-layer post-norm DETR transformer encoder (8 heads, FFN 2048) with sine positions.
-Built from mmdet's ``ResNet``, ``DetrTransformerEncoder`` and ``SinePositionalEncoding``; the
-M3ISA taps are read by forward hooks (see :mod:`.taps`), nothing of mmdet is copied.
+TransVG-R50, the M2IST paper's base model (docs/m2ist.md, "Structure"): ResNet-50 with frozen
+BN, C5 only (stride 32) -> 1x1 conv to d=256 -> 6-layer post-norm DETR transformer encoder
+(8 heads, FFN 2048) with sine positions. Built from mmdet's ``ResNet``,
+``DetrTransformerEncoder`` and ``SinePositionalEncoding``; nothing of mmdet is copied. The
+tuning methods read or adapt its layers by forward hooks
+(:class:`~mmsidetune.grounding.GroundingEncoders`).
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -14,7 +16,6 @@ from mmdet.models.layers import DetrTransformerEncoder, SinePositionalEncoding
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ..tuners.taps import TapRecorder
 from .transvg import load_transvg_detr
 
 __all__ = ['DETRVisionEncoder']
@@ -22,13 +23,16 @@ __all__ = ['DETRVisionEncoder']
 
 @MODELS.register_module()
 class DETRVisionEncoder(BaseModule):
-    """ResNet C5 + ``input_proj`` + DETR encoder, exposing the M2IST taps a_i and f_i.
+    """ResNet C5 + ``input_proj`` + DETR encoder.
 
     ::
 
         img (B,3,H,W) -> resnet -> C5 (B,Cr,h,w) -> input_proj -> z0 (B,d,h,w) --flatten-->
         (B,hw,d) + sine pos -> [DETR encoder layer i: self_attn.attn -> a_i ; ffn fc2 -> f_i] x N
         -> x_N (B,hw,d)
+
+    (a_i, f_i: the sub-layer outputs the M2IST side network taps and the adapter baseline
+    adapts, see :class:`~mmsidetune.grounding.GroundingEncoders`.)
 
     Args:
         resnet (dict): config of the CNN, built with mmengine's ``MODELS`` (default: mmdet's
@@ -47,9 +51,7 @@ class DETRVisionEncoder(BaseModule):
 
     Forward returns a dict: ``feats`` x_N (B, hw, d), ``z0`` flattened input_proj(C5)
     (B, hw, d), ``mask`` (B, hw) bool, True = padding (pixel mask downsampled to C5 by nearest
-    interpolation, as DETR), ``size`` (h, w), and with ``record_taps=True`` ``attn_taps`` /
-    ``ffn_taps``: lists of N tensors (B, hw, d) — a_i, the self-attention output, and f_i, the
-    FFN output, both before dropout + residual (SPEC.md section 2, "Taps").
+    interpolation, as DETR), ``size`` (h, w).
     """
 
     def __init__(self,
@@ -84,29 +86,6 @@ class DETRVisionEncoder(BaseModule):
         self.num_layers = num_layers
         self.checkpoint = checkpoint
         self.checkpoint_prefix = checkpoint_prefix
-        self.taps = TapRecorder()
-        for i, (attn, ffn) in enumerate(self.tap_modules()):
-            self.taps.add(attn, f'a{i}', pick=self._pick_attn)
-            self.taps.add(ffn, f'f{i}')
-
-    @staticmethod
-    def _pick_attn(output):
-        # mmcv's MultiheadAttention (batch_first) calls nn.MultiheadAttention sequence-first.
-        return output[0].transpose(0, 1)
-
-    def tap_modules(self) -> List[Tuple[nn.Module, nn.Module]]:
-        """Per encoder layer: (``nn.MultiheadAttention`` giving a_i, FFN second linear giving f_i).
-
-        Their outputs are the attention / FFN outputs before dropout and the residual add.
-        """
-        points = []
-        for layer in self.encoder.layers:
-            fc2 = layer.ffn.layers[-2]
-            if not isinstance(fc2, nn.Linear) or not layer.self_attn.batch_first:
-                raise TypeError('unexpected DETR encoder layer structure: the FFN must end with '
-                                'Linear + Dropout and attention must be batch_first')
-            points.append((layer.self_attn.attn, fc2))
-        return points
 
     def init_weights(self) -> None:
         """mmdet's initialisation, then the TransVG checkpoint when one is configured.
@@ -118,8 +97,7 @@ class DETRVisionEncoder(BaseModule):
         if self.checkpoint is not None:
             load_transvg_detr(self, self.checkpoint, prefix=self.checkpoint_prefix)
 
-    def forward(self, img: torch.Tensor, pixel_mask: torch.Tensor,
-                record_taps: bool = False) -> Dict:
+    def forward(self, img: torch.Tensor, pixel_mask: torch.Tensor) -> Dict:
         """Encode images (B, 3, H, W) with their pixel mask (B, H, W), True = padding."""
         if pixel_mask.shape != (img.shape[0], ) + img.shape[2:]:
             raise ValueError(f'pixel_mask {tuple(pixel_mask.shape)} does not match images '
@@ -130,10 +108,5 @@ class DETRVisionEncoder(BaseModule):
         pos = self.positional_encoding(mask).flatten(2).transpose(1, 2)
         z0 = z0.flatten(2).transpose(1, 2)
         mask = mask.flatten(1)
-        with self.taps.record(record_taps) as store:
-            feats = self.encoder(query=z0, query_pos=pos, key_padding_mask=mask)
-        out = dict(feats=feats, z0=z0, mask=mask, size=tuple(c5.shape[-2:]))
-        if record_taps:
-            out['attn_taps'] = self.taps.taps(store, 'a', self.num_layers)
-            out['ffn_taps'] = self.taps.taps(store, 'f', self.num_layers)
-        return out
+        feats = self.encoder(query=z0, query_pos=pos, key_padding_mask=mask)
+        return dict(feats=feats, z0=z0, mask=mask, size=tuple(c5.shape[-2:]))

@@ -12,10 +12,11 @@ __all__ = ['GroundingVLEncoder']
 class GroundingVLEncoder(BaseModule):
     """visu_proj / text_proj, [REG] token, learned positions and a post-norm transformer encoder.
 
-    SPEC.md section 2, "Fusion and head": tokens ``[REG] + L text + N visual`` (1 + 20 + 400 in
-    the paper, 421 x 256) with a learned position embedding, 6-layer post-norm encoder (d=256,
-    8 heads, FFN 2048, dropout 0.1; mmdet's ``DetrTransformerEncoder``, positions added to queries
-    and keys as in TransVG), key-padding mask from the text mask and the downsampled pixel mask.
+    TransVG's fusion, kept by M2IST (paper Fig. 2; docs/m2ist.md, "Structure"): tokens
+    ``[REG] + L text + N visual`` (1 + 20 + 400 in the paper, 421 x 256) with a learned position
+    embedding, 6-layer post-norm encoder (d=256, 8 heads, FFN 2048, dropout 0.1; mmdet's
+    ``DetrTransformerEncoder``, positions added to queries and keys as in TransVG), key-padding
+    mask from the text mask and the downsampled pixel mask.
     ::
 
         visual (B,N,dv) -visu_proj-> (B,N,d) ─┐

@@ -25,13 +25,13 @@ def mini_model_cfg():
 
 @pytest.fixture(scope='session')
 def build_mini():
-    """``build_mini(tuning, **overrides)``: the small M2IST, seeded, init_weights() applied."""
+    """``build_mini(method, **overrides)``: the small M2IST, seeded, init_weights() applied."""
     init_default_scope('mmdet')
     base = Config.fromfile(MINI_MODEL).model
 
-    def _build(tuning='m2ist', **overrides):
+    def _build(method='m2ist', **overrides):
         cfg = copy.deepcopy(base)
-        cfg.tuning = tuning
+        cfg.method = method
         cfg.update(overrides)
         torch.manual_seed(0)
         model = MODELS.build(cfg)

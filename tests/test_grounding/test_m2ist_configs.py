@@ -29,7 +29,7 @@ def test_full_configs_follow_the_paper_recipe(config_dir, name):
     cfg = Config.fromfile(str(config_dir / name))
     assert cfg.custom_imports['imports'] == ['mmsidetune']
     model = cfg.model
-    assert model.type == 'M2ISTGrounder' and model.tuning == 'm2ist'
+    assert model.type == 'M2ISTGrounder' and model.method == 'm2ist'
     assert model.backbone.checkpoint == f'checkpoints/{ckpt}'
     assert model.backbone.resnet.depth == 50 and model.backbone.num_layers == 6
     assert model.language_model.max_tokens == model.neck.num_text_tokens == tokens
@@ -46,11 +46,13 @@ def test_full_configs_follow_the_paper_recipe(config_dir, name):
     assert (hook.save_best, hook.rule) == ('Acc@0.5', 'greater')
 
 
-def test_paper_schedule_gives_two_learning_rates(config_dir):
-    """The paper schedule on the small model: adapters at 1e-5, the rest that trains at 1e-4,
-    frozen encoders absent from the optimizer."""
+@pytest.mark.parametrize('method', ['m2ist', 'adapter'])
+def test_paper_schedule_gives_two_learning_rates(config_dir, method):
+    """The paper schedule on the small model: adapters (M3ISA side network or serial adapters)
+    at 1e-5, the rest that trains at 1e-4, frozen encoders absent from the optimizer."""
     schedule = Config.fromfile(str(config_dir / '_base_' / 'schedules' / 'm2ist_adamw-step_90e.py'))
     cfg = Config.fromfile(str(config_dir / DEMO))
+    cfg.model.method = method
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)
     wrapper = build_optim_wrapper(model, schedule.optim_wrapper)
@@ -60,7 +62,7 @@ def test_paper_schedule_gives_two_learning_rates(config_dir):
             lrs[id(p)] = group['lr']
     for name, p in model.named_parameters():
         if p.requires_grad:
-            expected = 1e-5 if name.startswith('side_network.') else 1e-4
+            expected = 1e-5 if name.startswith(('side_network.', 'adapters.')) else 1e-4
             assert lrs[id(p)] == pytest.approx(expected), name
         else:
             assert id(p) not in lrs, name

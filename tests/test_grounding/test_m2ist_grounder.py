@@ -1,9 +1,12 @@
-"""Where gradients flow and what is saved for backward in the three tuning modes (SPEC.md §2)."""
+"""Where gradients flow and what is saved for backward under the three tuning methods
+(docs/m2ist.md, "Structure and where gradients flow")."""
 import pytest
 import torch
 from conftest import make_batch
 
 from mmsidetune.cost import SavedTensorMeter
+from mmsidetune.grounding import GroundingInputs
+from mmsidetune.tuners.freezing import freeze_except
 
 
 def _loss(model, batch):
@@ -29,21 +32,21 @@ class _MeterAround:
         self.calls += 1
 
 
-@pytest.mark.parametrize('tuning', ['m2ist', 'full'])
-def test_encoders_store_nothing_for_backward_only_under_m2ist(build_mini, batch, tuning):
-    model = build_mini(tuning)
+@pytest.mark.parametrize('method', ['m2ist', 'full'])
+def test_encoders_store_nothing_for_backward_only_under_m2ist(build_mini, batch, method):
+    model = build_mini(method)
     model.train()
     vision, language = _MeterAround(model.backbone), _MeterAround(model.language_model)
     loss = _loss(model, batch)
     assert vision.calls == language.calls == 1
-    if tuning == 'm2ist':
+    if method == 'm2ist':
         assert vision.bytes == 0 and language.bytes == 0
     else:  # the same meter sees the encoders' activations when they are trained
         assert vision.bytes > 0 and language.bytes > 0
     loss.backward()
     encoder_grads = [n for n, p in model.named_parameters()
                      if n.startswith(('backbone.', 'language_model.')) and p.grad is not None]
-    if tuning == 'm2ist':
+    if method == 'm2ist':
         assert encoder_grads == []
         side = [p.grad for p in model.side_network.parameters()]
         assert all(g is not None for g in side) and any(g.abs().sum() > 0 for g in side)
@@ -60,22 +63,26 @@ def test_m2ist_freezes_encoders_in_init_and_keeps_them_in_eval(build_mini):
     assert model.neck.training and model.side_network.training
 
 
-def test_adapter_mode_trains_only_adapters_and_gradients_cross_the_encoders(build_mini, batch):
+def test_adapter_method_trains_only_adapters_and_gradients_cross_the_encoders(build_mini, batch):
     model = build_mini('adapter')
     trainable = {n.split('.')[0] for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {'serial_adapters', 'neck', 'bbox_head'}
-    assert model.side_network is None
-    # 2 adapters per DETR layer and per paired BERT layer
-    assert len(model.serial_adapters['visual']) == 2 * model.backbone.num_layers
-    assert len(model.serial_adapters['text']) == 2 * len(model.text_layers)
+    assert trainable == {'adapters', 'neck', 'bbox_head'}
+    assert not hasattr(model, 'side_network')
+    # 2 adapters ('attn', 'ffn') per DETR layer (stage 0) and per paired BERT layer (stage 1)
+    assert [len(stage) for stage in model.adapters] == [model.backbone.num_layers,
+                                                        len(model.text_layers)]
+    assert all(set(block) == {'attn', 'ffn'} for stage in model.adapters for block in stage)
     model.train()
     vision = _MeterAround(model.backbone)
     _loss(model, batch).backward()
     assert vision.bytes > 0  # serial adapters need the encoders' activations for backward
-    # the first layers' adapters get gradients only through the frozen layers after them
-    for adapters in model.serial_adapters.values():
-        assert adapters[0].down.weight.grad is not None
-        assert adapters[0].down.weight.grad.abs().sum() > 0
+    # the first layers' adapters get gradients only through the frozen layers after them; at
+    # init (up-projection zero) that gradient reaches the up-projection, not yet the down one
+    for stage in model.adapters:
+        for adapter in stage[0].values():
+            assert adapter.up.weight.grad is not None
+            assert adapter.up.weight.grad.abs().sum() > 0
+            assert torch.count_nonzero(adapter.down.weight.grad) == 0
     assert all(p.grad is None for p in model.backbone.parameters())
     assert all(p.grad is None for p in model.language_model.parameters())
 
@@ -83,18 +90,18 @@ def test_adapter_mode_trains_only_adapters_and_gradients_cross_the_encoders(buil
 def test_m2ist_saves_less_than_half_of_full_fine_tuning(build_mini):
     batch = make_batch(num=2)
     saved = {}
-    for tuning in ('m2ist', 'full'):
-        model = build_mini(tuning)
+    for method in ('m2ist', 'full'):
+        model = build_mini(method)
         model.train()
         with SavedTensorMeter(exclude=model.parameters()) as meter:
             loss = _loss(model, batch)
         loss.backward()
-        saved[tuning] = meter.bytes
+        saved[method] = meter.bytes
     assert 0 < saved['m2ist'] < 0.5 * saved['full'], saved
 
 
 def test_taps_are_sublayer_outputs_before_dropout_and_residual(build_mini, batch):
-    model = build_mini('m2ist').eval()
+    model = build_mini('m2ist', text_layers=[1, 4]).eval()
     data = model.data_preprocessor(batch, False)
     mask = torch.stack([s.pixel_mask for s in data['data_samples']])
     seen = {}
@@ -102,25 +109,99 @@ def test_taps_are_sublayer_outputs_before_dropout_and_residual(build_mini, batch
         layer.register_forward_pre_hook(lambda m, args, i=i: seen.__setitem__(f'in{i}', args[0]))
         layer.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(f'out{i}', out))
     texts = [s.text for s in batch['data_samples']]
+    x = GroundingInputs(data['inputs'], mask, texts)
+    with torch.no_grad(), model.method.recorder.record() as store:
+        vision, language = model.family.module(x)
+        taps = dict(store)
+    assert set(taps) == {'E', 'a0', 'a1', 'f0', 'f1', 'h0', 'h1', 'g0', 'g1'}
     with torch.no_grad():
-        vision = model.backbone(data['inputs'], mask, record_taps=True)
-        language = model.language_model(texts, record_taps=True)
         # DETR post-norm layer: out = LN1(LN0(x + a_i) + f_i)
         for i, layer in enumerate(model.backbone.encoder.layers):
-            x = layer.norms[0](seen[f'in{i}'] + vision['attn_taps'][i])
-            assert torch.allclose(layer.norms[1](x + vision['ffn_taps'][i]), seen[f'out{i}'],
-                                  atol=1e-5)
+            y = layer.norms[0](seen[f'in{i}'] + taps[f'a{i}'])
+            assert torch.allclose(layer.norms[1](y + taps[f'f{i}']), seen[f'out{i}'], atol=1e-5)
         assert torch.equal(seen['in0'], vision['z0'])
-        # BERT layer: out = LN_out(g_i + h_i); h_i is the attention block after its LayerNorm
+        # BERT layer j = text_layers[i]: out = LN_out(g_i + h_i); h_i after the attention's LN
         bert = model.language_model.bert
         hidden = bert(**model.language_model.tokenize(texts),
                       output_hidden_states=True).hidden_states
-        for i in range(model.language_model.num_layers):
-            ln_out = model.language_model.output_layernorm(i)
-            assert torch.allclose(ln_out(language['ffn_taps'][i] + language['attn_taps'][i]),
-                                  hidden[i + 1], atol=1e-5)
-        assert torch.allclose(language['embeddings'], hidden[0])
+        for i, j in enumerate(model.text_layers):
+            ln_out = model.family.output_layernorm(i)
+            assert ln_out is bert.encoder.layer[j].output.LayerNorm
+            assert torch.allclose(ln_out(taps[f'g{i}'] + taps[f'h{i}']), hidden[j + 1],
+                                  atol=1e-5)
+        assert torch.allclose(taps['E'], hidden[0])
         assert torch.allclose(language['hidden'], hidden[-1])
+
+
+def _hooked_bert_layers(model):
+    """BERT layers with a forward hook on any of their sub-modules."""
+    return [j for j, layer in enumerate(model.language_model.bert.encoder.layer)
+            if any(m._forward_hooks for m in layer.modules())]
+
+
+@pytest.mark.parametrize('method', ['m2ist', 'adapter'])
+def test_only_the_paired_bert_layers_are_hooked(build_mini, method):
+    model = build_mini(method, text_layers=[1, 4])
+    assert model.language_model.num_layers == 6
+    assert _hooked_bert_layers(model) == [1, 4]
+    assert all(m._forward_hooks for layer in model.backbone.encoder.layers
+               for m in (layer.self_attn.attn, layer.ffn.layers[-2]))
+    assert _hooked_bert_layers(build_mini('full', text_layers=[1, 4])) == []
+
+
+def test_paired_bert_layers_change_the_side_network_input(build_mini, batch):
+    """The side network reads the paired layers' taps: another pairing, another output."""
+    outs = []
+    for text_layers in ([0, 1], [4, 5]):
+        model = build_mini('m2ist', text_layers=text_layers).eval()
+        with torch.no_grad():
+            data = model.data_preprocessor(batch, False)
+            outs.append(model._forward(data['inputs'], data['data_samples']))
+    assert not torch.allclose(outs[0], outs[1])
+
+
+def _encoder_outputs(model, batch):
+    data = model.data_preprocessor(batch, False)
+    mask = torch.stack([s.pixel_mask for s in data['data_samples']])
+    x = GroundingInputs(data['inputs'], mask, [s.text for s in batch['data_samples']])
+    with torch.no_grad():
+        vision, language = model.family.module(x)
+    return vision['feats'], language['hidden']
+
+
+def test_adapter_baseline_starts_at_the_frozen_model(build_mini, batch):
+    """Zero-initialised up-projections (init_weights() has run): at step 0 the adapter baseline
+    gives the frozen encoders' outputs bitwise (those m2ist reads), and the whole model gives the
+    frozen model's boxes. The frozen model: full's modules with the same weights and frozen
+    encoders (PyTorch's attention takes another kernel, 1e-6 apart, when its weights require
+    grad, even under no_grad)."""
+    models = {m: build_mini(m).eval() for m in ('adapter', 'm2ist', 'full')}
+    shared = {k: v for k, v in models['adapter'].state_dict().items()
+              if not k.startswith('adapters.')}  # encoders, neck and head
+    for name in ('m2ist', 'full'):
+        result = models[name].load_state_dict(shared, strict=False)
+        assert not result.unexpected_keys
+        assert all(k.startswith('side_network.') for k in result.missing_keys)
+    freeze_except(models['full'].family.trunk())
+    adapters = [a for stage in models['adapter'].adapters for block in stage
+                for a in block.values()]
+    assert len(adapters) == 8
+    assert all(torch.count_nonzero(a.up.weight) == torch.count_nonzero(a.up.bias) == 0
+               for a in adapters)
+    assert all(torch.count_nonzero(a.down.weight) > 0 for a in adapters)
+    feats = {m: _encoder_outputs(model, batch) for m, model in models.items()}
+    for name in ('m2ist', 'adapter'):
+        assert torch.equal(feats[name][0], feats['full'][0])
+        assert torch.equal(feats[name][1], feats['full'][1])
+    with torch.no_grad():
+        data = models['full'].data_preprocessor(batch, False)
+        boxes = {m: models[m]._forward(data['inputs'], data['data_samples'])
+                 for m in ('adapter', 'full')}
+    assert torch.equal(boxes['adapter'], boxes['full'])
+    # a non-zero up-projection changes the encoders' outputs: the adapters are in the stream
+    with torch.no_grad():
+        adapters[0].up.bias.fill_(0.5)
+    assert not torch.equal(_encoder_outputs(models['adapter'], batch)[0], feats['full'][0])
 
 
 def test_empty_phrase_raises(build_mini, batch):
@@ -147,18 +228,19 @@ def test_init_weights_keeps_the_loaded_bert(build_mini):
         assert torch.equal(ours[key], value), key
 
 
-@pytest.mark.parametrize('tuning', ['m2ist', 'adapter', 'full'])
-def test_tuning_share_is_side_adapters_over_all_parameters(build_mini, tuning):
+@pytest.mark.parametrize('method', ['m2ist', 'adapter', 'full'])
+def test_tuning_share_is_side_adapters_over_all_parameters(build_mini, method):
     """The M2IST paper's convention (3.19 M = 2.11 % of 151 M), not "% of the backbone"."""
     from mmsidetune.cost import count_parameters
-    model = build_mini(tuning)
+    model = build_mini(method)
     c = count_parameters(model)
     everything = sum(p.numel() for p in model.parameters())
-    tuned = {'m2ist': model.side_network, 'adapter': model.serial_adapters}.get(tuning)
+    tuned = getattr(model, {'m2ist': 'side_network', 'adapter': 'adapters'}.get(method, ''),
+                    None)
     expected = (sum(p.numel() for p in tuned.parameters()) if tuned is not None else
                 sum(p.numel() for p in model.parameters() if p.requires_grad))
     assert (c.tuning, c.tuning_total) == (expected, everything)
     assert c.tuning_convention == 'side adapters / all parameters'
     assert 0 < c.tuning_pct <= 100
-    if tuning != 'full':  # the old "% of the backbone" figure, 0 for side tuning
+    if method != 'full':  # the old "% of the backbone" figure, 0 for side tuning
         assert c.backbone_trainable_pct == 0.0 and c.tuning_pct > 0

@@ -1,4 +1,5 @@
-"""Parameter counts of the paper-size model (ResNet-50 / DETR d=256 / BERT-base) vs SPEC.md §2.
+"""Parameter counts of the paper-size model (ResNet-50 / DETR d=256 / BERT-base) against the
+layer sizes of the M2IST paper (docs/m2ist.md).
 
 BERT-base is built from a BertConfig (random init, no download); MiniLM's tokenizer has the same
 uncased 30522-token vocabulary.
@@ -29,9 +30,9 @@ def paper_cfg():
     return cfg
 
 
-def _build(cfg, tuning):
+def _build(cfg, method):
     cfg = copy.deepcopy(cfg)
-    cfg.tuning = tuning
+    cfg.method = method
     torch.manual_seed(0)
     return MODELS.build(cfg)
 
@@ -39,12 +40,12 @@ def _build(cfg, tuning):
 def test_m2ist_side_network_matches_spec(paper_cfg):
     model = _build(paper_cfg, 'm2ist')
     side = _count(model.side_network)
-    assert side == 6 * (  # exact, from SPEC's layer sizes (with biases and the VEA/LEA LN)
+    assert side == 6 * (  # exact, from the paper's layer sizes (with biases and the VEA/LEA LN)
         (256 * 128 + 128) + (768 * 128 + 128) + (128 * 256 + 256) + (128 * 512 + 512) +
         (2 * 256 + 256 * 128 + 128 + 128 * 256 + 256) +
         (2 * 768 + 768 * 128 + 128 + 128 * 768 + 768))
-    assert abs(side - 2.99e6) / 2.99e6 < 0.02  # SPEC: "about 2.99 M"
-    # projections + VL encoder + head: "~8.4 M" (SPEC), everything else frozen
+    assert abs(side - 2.99e6) / 2.99e6 < 0.02  # "about 2.99 M" by the layer sizes
+    # projections + VL encoder + head: ~8.4 M, everything else frozen
     rest = _count(model.neck) + _count(model.bbox_head)
     assert abs(rest - 8.4e6) / 8.4e6 < 0.02
     assert _count(model) == side + rest
@@ -53,7 +54,7 @@ def test_m2ist_side_network_matches_spec(paper_cfg):
 
 def test_adapter_tuning_count_near_paper(paper_cfg):
     model = _build(paper_cfg, 'adapter')
-    adapters = _count(model.serial_adapters)
+    adapters = _count(model.adapters)
     # 2 serial adapters (d -> 128 -> d) in each of 6 DETR layers and 6 paired BERT layers
     assert adapters == 12 * (256 * 128 + 128 + 128 * 256 + 256) + \
         12 * (768 * 128 + 128 + 128 * 768 + 768)
@@ -64,7 +65,7 @@ def test_adapter_tuning_count_near_paper(paper_cfg):
 def test_full_fine_tuning_trains_the_encoders(paper_cfg):
     model = _build(paper_cfg, 'full')
     total = sum(p.numel() for p in model.parameters())
-    # TransVG-R50 is ~151 M with BERT-base (SPEC); frozen: ResNet BN, stem and layer1 only
+    # TransVG-R50 is ~151 M with BERT-base (paper); frozen: ResNet BN, stem and layer1 only
     assert abs(total - 151e6) / 151e6 < 0.03
     frozen = total - _count(model)
     resnet = model.backbone.resnet
@@ -72,4 +73,4 @@ def test_full_fine_tuning_trains_the_encoders(paper_cfg):
                       for p in m.parameters())
     bn = sum(p.numel() for n, p in resnet.named_parameters() if '.bn' in n or 'downsample.1' in n)
     assert stem_layer1 <= frozen <= stem_layer1 + bn
-    assert model.side_network is None and model.serial_adapters is None
+    assert not hasattr(model, 'side_network') and not hasattr(model, 'adapters')

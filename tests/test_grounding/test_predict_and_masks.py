@@ -1,13 +1,11 @@
-"""Box mapping back to original pixels, the pixel mask, the loss targets, bench's switch."""
+"""Box mapping back to original pixels, the pixel mask, the loss targets."""
 import copy
 
 import pytest
 import torch
-from conftest import MINI_MODEL, make_batch
+from conftest import make_batch
 from mmdet.structures import DetDataSample
-from mmengine.config import Config
 
-from mmsidetune.cost.bench import apply_method
 from mmsidetune.grounding import build_pixel_mask
 
 META = dict(ori_shape=(480, 640), img_shape=(240, 320), pad_shape=(320, 320),
@@ -69,12 +67,3 @@ def test_loss_targets_are_normalised_cxcywh(build_mini):
     assert losses['loss_giou'].item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match='degenerate'):
         model.bbox_head.loss(pred, torch.tensor([[0.5, 0.5, 0.0, 0.2]]))
-
-
-def test_bench_switches_grounding_tuning():
-    cfg = Config(dict(model=Config.fromfile(MINI_MODEL).model))
-    for method in ('full', 'adapter', 'm2ist'):
-        assert apply_method(cfg, method).model.tuning == method
-    assert cfg.model.tuning == 'm2ist'  # a copy was changed
-    with pytest.raises(ValueError, match='unknown method'):
-        apply_method(cfg, 'e3va')

@@ -1,11 +1,11 @@
-"""M2IST's side network keeps only the taps for backward, and the tap recorders let go of them."""
+"""M2IST's side network keeps only the taps for backward, and the tap recorder lets go of them."""
 import gc
 import weakref
 
 import torch
 
 from mmsidetune.cost import SavedTensorMeter
-from mmsidetune.grounding import m3isa as m3isa_module
+from mmsidetune.grounding import m2ist as m2ist_module
 
 
 def _loss(model, batch):
@@ -14,14 +14,27 @@ def _loss(model, batch):
 
 
 def _capture_taps(model):
-    """Record the taps each encoder returns (as strong references in a list)."""
-    taps = []
+    """The taps the M2IST method records, as strong references (key -> tensor), caught when the
+    recording closes."""
+    taps = {}
+    recorder = model.method.recorder
+    record = recorder.record
 
-    def grab(module, args, output):
-        taps.extend(output['attn_taps'] + output['ffn_taps'])
+    def spy(*args, **kwargs):
+        cm = record(*args, **kwargs)
 
-    model.backbone.register_forward_hook(grab)
-    model.language_model.register_forward_hook(grab)
+        class _Spy:
+            def __enter__(self):
+                self.store = cm.__enter__()
+                return self.store
+
+            def __exit__(self, *exc):
+                taps.update(self.store)
+                return cm.__exit__(*exc)
+
+        return _Spy()
+
+    recorder.record = spy
     return taps
 
 
@@ -40,10 +53,9 @@ def test_side_network_keeps_only_the_taps(build_mini, batch):
     model.side_network.register_forward_hook(leave)
     _loss(model, batch)
     n = model.backbone.num_layers
-    used = taps[:2 * n]  # visual a_i, f_i
-    text_attn = taps[2 * n:2 * n + model.language_model.num_layers]
-    text_ffn = taps[2 * n + model.language_model.num_layers:]
-    used += [text_attn[j] for j in model.text_layers] + [text_ffn[j] for j in model.text_layers]
+    # a_i, f_i, h_i, g_i of every pair (E is added to the text stream, not saved)
+    assert set(taps) == {f'{k}{i}' for k in 'afhg' for i in range(n)} | {'E'}
+    used = [t for k, t in taps.items() if k != 'E']
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in used}
     assert meter['m'].bytes == sum(storages.values())
 
@@ -52,7 +64,7 @@ def test_side_network_gradients_equal_without_recomputation(build_mini, batch, m
     grads = []
     for recompute in (True, False):
         if not recompute:
-            monkeypatch.setattr(m3isa_module, 'checkpoint', lambda fn, *args, **kw: fn(*args))
+            monkeypatch.setattr(m2ist_module, 'checkpoint', lambda fn, *args, **kw: fn(*args))
         model = build_mini('m2ist').train()
         _loss(model, batch).backward()
         grads.append({n: p.grad for n, p in model.side_network.named_parameters()})
@@ -62,12 +74,13 @@ def test_side_network_gradients_equal_without_recomputation(build_mini, batch, m
     assert any(g.abs().sum() > 0 for g in grads[0].values())
 
 
-def test_recorders_release_the_taps_after_the_step(build_mini, batch):
+def test_recorder_releases_the_taps_after_the_step(build_mini, batch):
     model = build_mini('m2ist').train()
     taps = _capture_taps(model)
     loss = _loss(model, batch)
-    refs = [weakref.ref(t) for t in taps]
-    assert model.backbone.taps._store == {} and model.language_model.taps._store == {}
+    refs = [weakref.ref(t) for t in taps.values()]
+    assert len(refs) == 4 * model.backbone.num_layers + 1
+    assert model.method.recorder._store == {}
     taps.clear()
     loss.backward()
     del loss

@@ -1,4 +1,4 @@
-"""Grounding transforms (SPEC.md section 2 "Training recipe"); importing registers them in
+"""Grounding transforms of the TransVG / M2IST training recipe; importing registers them in
 mmengine's root ``TRANSFORMS``. Resizes, colour jitter and the random wrappers are mmcv's/mmdet's
 own (``RandomChoiceResize``, ``mmdet.ResizeShortestEdge``, ``RandomApply``, ``RandomOrder``,
 ``Brightness``/``Contrast``/``Color``); see docs/refexp_data.md for the full table."""

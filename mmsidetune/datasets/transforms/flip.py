@@ -1,4 +1,4 @@
-"""Horizontal flip that keeps the phrase true (SPEC.md section 2 "Training recipe")."""
+"""Horizontal flip that keeps the phrase true (docs/refexp_data.md, "Augmentation")."""
 from mmdet.datasets.transforms import RandomFlip
 from mmengine.registry import TRANSFORMS
 

@@ -1,4 +1,4 @@
-"""Zero padding onto a fixed canvas (SPEC.md section 2: 640x640, random offset in training)."""
+"""Zero padding onto a fixed canvas (640x640, random offset in training; docs/refexp_data.md)."""
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness

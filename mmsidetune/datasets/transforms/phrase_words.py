@@ -1,4 +1,4 @@
-"""Word-level helpers for referring expressions (SPEC.md section 2 "Training recipe")."""
+"""Word-level helpers for referring expressions (docs/refexp_data.md, "Augmentation")."""
 import re
 from typing import Dict, Sequence, Tuple
 

@@ -1,4 +1,5 @@
-"""Random resize/crop selection of SPEC.md section 2 "Training recipe" (TransVG's RandomSelect)."""
+"""Random resize/crop selection of the TransVG / M2IST training recipe (TransVG's RandomSelect;
+docs/refexp_data.md, "Augmentation")."""
 import math
 
 import numpy as np
@@ -15,10 +16,11 @@ __all__ = ['DirectionAwareRandomChoice', 'RandomCropKeepBox']
 class DirectionAwareRandomChoice(RandomChoice):
     """mmcv's ``RandomChoice``, except that a phrase naming a direction always takes branch 0.
 
-    SPEC.md section 2: "if the phrase names a direction (left/right/top/bottom/middle) only
-    resize; else with p=0.5 [resize, crop, resize]". Branch 0 is the resize-only branch. A phrase
-    names a direction when one of its words STARTS with a direction word ("leftmost", "top-left";
-    not "bright"), see :func:`names_direction`: cropping could change which object is leftmost.
+    The recipe (docs/refexp_data.md): if the phrase names a direction (left/right/top/bottom/
+    middle) only resize; else with p=0.5 [resize, crop, resize]. Branch 0 is the resize-only
+    branch. A phrase names a direction when one of its words STARTS with a direction word
+    ("leftmost", "top-left"; not "bright"), see :func:`names_direction`: cropping could change
+    which object is leftmost.
 
     Args:
         transforms (list[list[dict]]): the candidate pipelines, the resize-only one first.

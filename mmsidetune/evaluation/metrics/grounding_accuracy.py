@@ -1,4 +1,4 @@
-"""Acc@0.5 for referring expression comprehension (SPEC.md section 2 "Data", M2IST contract)."""
+"""Acc@0.5 for referring expression comprehension (docs/refexp_data.md, "Metric")."""
 from collections import OrderedDict
 from typing import Dict, List, Sequence
 

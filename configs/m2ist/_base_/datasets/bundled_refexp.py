@@ -1,6 +1,6 @@
 # Bundled demo data: expressions written for this project for real boxes of the three bundled
 # photos (data/bundled/refexp/README.md). train: 33 expressions (voc, arc2017); val: 19 (all three
-# photos; quokka.jpg is never in train). SPEC.md section 2's recipe with every size halved:
+# photos; quokka.jpg is never in train). The paper recipe (docs/m2ist.md) with every size halved:
 # canvas 320, long side {320, 304, ..., 224}, short side {200, 250, 300}, crop sides [192, 300].
 # Variables for the model configs: max_text_len, pad_size.
 dataset_type = 'RefExpDataset'

@@ -1,4 +1,4 @@
-# Shared data settings of the M2IST dataset configs (SPEC.md section 2 "Training recipe" / "Data").
+# Shared data settings of the M2IST dataset configs (docs/m2ist.md, docs/refexp_data.md).
 # Not used alone: refcoco.py, refcoco+.py, refcocog-umd.py, refcocog-google.py and referit.py
 # inherit it and name their split files. Layout under data_root (docs/refexp_data.md), as TransVG's:
 #   data/refexp/split/data/<ds>/<ds>_<split>.pth            TransVG/ReSC split files

@@ -1,11 +1,12 @@
-# M2IST on TransVG-R50 (SPEC.md section 2): ResNet-50 + 6-layer DETR encoder (d=256) from TransVG's
+# M2IST on TransVG-R50 (docs/m2ist.md): ResNet-50 + 6-layer DETR encoder (d=256) from TransVG's
 # DETR-R50 checkpoint, BERT-base-uncased from a local folder, six M3ISAs, 6-layer VL encoder.
-# Switch the method with model.tuning: 'm2ist' | 'adapter' | 'full'.
+# Switch the tuning method with model.method: 'm2ist' | 'adapter' | 'full' (the options of each
+# are side_network and adapter_bottleneck; or give method=dict(type='M2IST', bottleneck=...)).
 
 max_tokens = 20  # 40 for RefCOCOg
 model = dict(
     type='M2ISTGrounder',
-    tuning='m2ist',
+    method='m2ist',
     data_preprocessor=dict(
         type='GroundingDataPreprocessor',
         mean=[123.675, 116.28, 103.53],
@@ -31,9 +32,9 @@ model = dict(
     language_model=dict(
         type='BertLanguageModel', name_or_path='checkpoints/bert-base-uncased',
         max_tokens=max_tokens),
-    side_network=dict(type='M3ISASideNetwork', bottleneck=128, scale=0.1),
+    side_network=dict(bottleneck=128, scale=0.1),  # M3ISA sizes (method='m2ist')
     text_layers=None,  # first 6 BERT layers (UNVERIFIED pairing, see M2ISTGrounder)
-    adapter_bottleneck=128,
+    adapter_bottleneck=128,  # serial adapters' width (method='adapter')
     neck=dict(
         type='GroundingVLEncoder',
         num_text_tokens=max_tokens,

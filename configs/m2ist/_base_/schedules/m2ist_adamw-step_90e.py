@@ -1,4 +1,4 @@
-# M2IST / TransVG recipe (SPEC.md section 2): AdamW wd 1e-4; lr 1e-4 for the VL encoder, [REG],
+# M2IST / TransVG recipe (docs/m2ist.md): AdamW wd 1e-4; lr 1e-4 for the VL encoder, [REG],
 # positions, projections and head; 1e-5 (lr_mult 0.1) for the adapters (M3ISA side network or
 # serial adapters) and, under full fine-tuning, for the encoders (TransVG's lr_bert /
 # lr_visu_cnn / lr_visu_tra). Step decay x0.1 at epoch 60 of 90; no warm-up; fp32.
@@ -17,7 +17,7 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={
             'side_network': dict(lr_mult=0.1),
-            'serial_adapters': dict(lr_mult=0.1),
+            'adapters': dict(lr_mult=0.1),
             'backbone': dict(lr_mult=0.1),
             'language_model': dict(lr_mult=0.1),
         }))
