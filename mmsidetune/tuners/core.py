@@ -25,6 +25,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from .families import family_for_type, find_family
+from .freezing import freeze_except, keep_frozen_in_eval, summary_line
 from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, build_method, method_class,
                        register_model_tuning)
 
@@ -77,11 +78,7 @@ class TunedBackbone(BaseModule):
             self.add_module(method.layers_name, method)
         self.tuning_method = method.name
         if method.freezes_trunk:
-            trainable = {id(p) for p in method.parameters()}
-            if method.trains_output_norms:
-                trainable |= {id(p) for m in self.family.output_norms() for p in m.parameters()}
-            for p in self.parameters():
-                p.requires_grad_(id(p) in trainable)
+            freeze_except(self, [p for m in self.trainable_modules() for p in m.parameters()])
         self._cast_trunk(method.trunk_dtype)
         self.train(self.training)  # a frozen trunk is in eval mode from the start
         self._register_state_dict_hook(_upstream_keys)
@@ -118,7 +115,7 @@ class TunedBackbone(BaseModule):
         statistics fixed)."""
         super().train(mode)
         if self._method.freezes_trunk:
-            self.module.eval()
+            keep_frozen_in_eval(self.module)
         return self
 
     # ----------------------------------------------------------------- weights
@@ -171,11 +168,8 @@ class TunedBackbone(BaseModule):
 
     def tuning_summary(self) -> str:
         """One line: type, method, trainable / total backbone parameters."""
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return (f'{type(self).__name__} ({type(self.module).__name__}, {self.tuning_method}): '
-                f'{trainable / 1e6:.3f} M of {total / 1e6:.2f} M backbone parameters trainable '
-                f'({100.0 * trainable / max(total, 1):.2f} %)')
+        return summary_line(type(self).__name__, [type(self.module).__name__], self.tuning_method,
+                            self, 'backbone')
 
 
 def _upstream_keys(module, state_dict, prefix, local_metadata):
@@ -241,7 +235,7 @@ class BackboneTuning(ModelTuning):
     def methods(self, model_cfg) -> List[str]:
         family = self._family(model_cfg)
         return [m.name for m in _method_order()
-                if getattr(m, "for_backbones", True)
+                if m.for_backbones
                 and m.applicable(family) is None]
 
     def apply(self, model_cfg, method: str) -> dict:

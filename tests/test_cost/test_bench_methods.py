@@ -77,5 +77,5 @@ def test_img_size_refuses_grounding_configs(repo_root):
     """The M2IST canvas fixes the VL encoder's token count: no silent resize after the pad."""
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'm2ist',
                                    'm2ist_minilm-r18_vl-enc2_1000i_bundled-refexp.py'))
-    with pytest.raises(ValueError, match='does not apply to M2IST'):
+    with pytest.raises(ValueError, match='does not apply: an M2IST grounder pads'):
         set_img_size(cfg, (256, 256))

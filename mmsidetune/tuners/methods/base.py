@@ -31,6 +31,8 @@ class TuningMethod(ModuleList):
         trains_output_norms (bool): the family's output norms stay trainable.
         trunk_dtype (torch.dtype): the dtype the frozen trunk is held in.
         not_for (dict): family name -> why the method does not apply to it.
+        for_backbones (bool): offered for mmdet/mmseg backbones (False: another model's method,
+            e.g. M2IST's side network for the grounder).
     """
 
     name = ''
@@ -39,6 +41,7 @@ class TuningMethod(ModuleList):
     trains_output_norms = True
     trunk_dtype = torch.float32
     not_for: Dict[str, str] = {}
+    for_backbones = True
 
     @classmethod
     def applicable(cls, family_cls) -> Optional[str]:
