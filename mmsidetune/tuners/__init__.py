@@ -4,7 +4,9 @@ from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, build_metho
                        find_model_tuning, method_class, register_method_variant,
                        register_model_tuning)
 from .taps import TapRecorder  # isort: skip
-from .layers import *  # noqa: F401,F403  isort: skip
+from .layers import (BottleneckAdapter, DualLowRankAdapter, DualLowRankLinear,  # isort: skip
+                     LoRAUpdate, add_parallel_adapter, add_serial_adapter,
+                     lean_dual_lowrank_adapter)
 from .families import (BackboneFamily, BlockSpec, find_family, load_swin_state_dict,  # isort: skip
                        register_family)
 from .methods import (E3VA, AdaptFormer, Adapter, Frozen, Full, LoRA, LoRand,  # isort: skip
@@ -19,5 +21,7 @@ __all__ = [
     'register_model_tuning', 'find_model_tuning', 'TapRecorder', 'BackboneFamily', 'BlockSpec',
     'find_family', 'register_family', 'load_swin_state_dict', 'TuningMethod', 'Full', 'Frozen',
     'Adapter', 'LoRA', 'AdaptFormer', 'LoRand', 'E3VA', 'merge_lora_state_dict',
-    'plain_backbone_config', 'lora_layers', 'lora_backbones', 'LoRALayer', 'LoRAMergeError'
+    'plain_backbone_config', 'lora_layers', 'lora_backbones', 'LoRALayer', 'LoRAMergeError',
+    'BottleneckAdapter', 'DualLowRankAdapter', 'DualLowRankLinear', 'LoRAUpdate',
+    'add_parallel_adapter', 'add_serial_adapter', 'lean_dual_lowrank_adapter'
 ]

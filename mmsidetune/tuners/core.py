@@ -198,10 +198,6 @@ def _prefixed_keys(module, state_dict, prefix, *args):
 
 
 # --------------------------------------------------------------------- bench / config switching
-def _method_order() -> List[type]:
-    return list(TUNING_METHODS.module_dict.values())
-
-
 class BackboneTuning(ModelTuning):
     """Switches ``model.backbone`` of an mmdet/mmseg config between tuning methods.
 
@@ -233,10 +229,9 @@ class BackboneTuning(ModelTuning):
         return self._family(model_cfg) is not None
 
     def methods(self, model_cfg) -> List[str]:
-        family = self._family(model_cfg)
-        return [m.name for m in _method_order()
-                if m.for_backbones
-                and m.applicable(family) is None]
+        family = self._family(model_cfg)  # registration order is display order
+        return [m.name for m in TUNING_METHODS.module_dict.values()
+                if m.for_backbones and m.applicable(family) is None]
 
     def apply(self, model_cfg, method: str) -> dict:
         name, options = METHOD_VARIANTS.get(method, (method, {}))

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from mmengine.registry import MODELS, init_default_scope
+from mmengine.registry import init_default_scope
 
 from mmsidetune.cost import SavedTensorMeter
 from mmsidetune.tuners import BackboneTuning, TunedBackbone

@@ -9,7 +9,6 @@ The hooked module's parameters and state-dict keys stay as they are, so pretrain
 load unchanged. The hooks are small objects holding the adapter, so ``copy.deepcopy`` of a model
 (EMA) gives hooks that call the *copied* adapters.
 """
-import torch
 import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 

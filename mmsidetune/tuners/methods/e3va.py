@@ -36,7 +36,6 @@ from contextlib import nullcontext
 from typing import Dict, Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import ModuleDict
 from torch.utils.checkpoint import checkpoint
