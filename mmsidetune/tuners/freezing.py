@@ -55,7 +55,7 @@ def summary_line(owner: str, parts: Sequence[str], method: str, module: nn.Modul
     """The one-line summary a tuned model logs after freezing.
 
     ``'<owner> (<parts>, <method>): <t> M of <T> M <scope> parameters trainable (<p> %)'``, e.g.
-    ``'TunedBackbone (ResNet, e3va): 0.418 M of 23.93 M backbone parameters trainable (1.75 %)'``
+    ``'TunedBackbone (ResNet, e3va): 0.752 M of 24.26 M backbone parameters trainable (3.10 %)'``
     or ``'M2ISTGrounder (DETRVisionEncoder, BertLanguageModel, m2ist): 0.507 M of 24.01 M model
     parameters trainable (2.11 %)'``.
 
