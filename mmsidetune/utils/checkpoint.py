@@ -90,6 +90,15 @@ def read_checkpoint_file(filename: str, map_location=None, weights_only: Optiona
         first = str(e).split('. ')[0] or type(e).__name__
         raise CheckpointReadError(f'checkpoint {filename} is damaged or truncated '
                                   f'({osp.getsize(filename)} bytes; torch: {first})') from e
+    except Exception as e:  # noqa: BLE001
+        if is_zip:
+            raise
+        # Not a zip file: torch unpickles the raw bytes, and bytes that are not a pickle fail
+        # with whatever the pickle opcode they happen to hold raises (ValueError "unregistered
+        # extension code", KeyError, UnicodeDecodeError, ...): all mean "not a checkpoint".
+        raise CheckpointReadError(f'checkpoint {filename} is not a PyTorch checkpoint or is '
+                                  f'damaged (cannot unpickle it: {type(e).__name__}: '
+                                  f'{str(e).splitlines()[0] if str(e) else ""})') from e
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)

@@ -38,3 +38,19 @@ def test_torch_force_no_weights_only_load_still_applies_to_other_files(tmp_path,
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     loaded = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert isinstance(loaded['message_hub'], HistoryBuffer)
+
+
+@pytest.mark.parametrize('content', [
+    b'\x80\x02q\x05h\x07.',  # torch's unpickler: IndexError (memo index out of range)
+    b'\x80\x02e.',  # IndexError (pop from an empty stack)
+    b'\x80\x02X\x02\x00\x00\x00\xff\xfe.',  # UnicodeDecodeError
+    b'\x80\x02\x82\x01.',  # UnpicklingError (an extension code)
+])
+def test_bytes_that_are_not_a_pickle_give_one_clear_error(tmp_path, content):
+    """Whatever error the bytes of a non-checkpoint trigger in torch's unpickler, the loader
+    says the file is not a checkpoint and names it (random bytes hit all of these)."""
+    from mmsidetune.utils.checkpoint import CheckpointReadError, read_checkpoint_file
+    path = tmp_path / 'random.pth'
+    path.write_bytes(content)
+    with pytest.raises(CheckpointReadError, match='random.pth'):
+        read_checkpoint_file(str(path))
