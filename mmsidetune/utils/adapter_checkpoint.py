@@ -33,6 +33,7 @@ import torch.nn as nn
 from mmengine.model import is_model_wrapper
 
 from .atomic_io import atomic_torch_save
+from .checkpoint import key_mismatch
 
 __all__ = ['ADAPTER_FORMAT', 'adapter_state_dict', 'adapter_metadata', 'trunk_fingerprint',
            'save_adapter_checkpoint', 'load_adapter_checkpoint', 'is_adapter_checkpoint',
@@ -226,10 +227,7 @@ def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = Tru
     model = _unwrap(model)
     keys = _adapter_keys(model)
     own = OrderedDict((k, v) for k, v in model.state_dict().items() if k in keys)
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}'
-              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    missing, unexpected, shapes = key_mismatch(own, state)
     problems = []
     if missing:
         problems.append(f'{len(missing)} trainable tensors missing from the file: '

@@ -128,6 +128,19 @@ def _listing(keys, limit: int = 5) -> str:
     return f'{keys[:limit]}{f" and {len(keys) - limit} more" if len(keys) > limit else ""}'
 
 
+def key_mismatch(own: dict, state: dict, optional: tuple = ()):
+    """``(missing, unexpected, shape mismatches)`` between a model's state dict ``own`` and a
+    file's ``state``: keys of ``own`` absent from ``state``, keys of ``state`` absent from
+    ``own`` (keys ending with a suffix in ``optional`` ignored), and ``'key: file (..) vs model
+    (..)'`` lines for tensors present in both with different shapes."""
+    missing = [k for k in own if k not in state and not k.endswith(optional)]
+    unexpected = [k for k in state if k not in own and not k.endswith(optional)]
+    shapes = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+              for k, v in state.items()
+              if k in own and hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k].shape)]
+    return missing, unexpected, shapes
+
+
 def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
     """Refuse a full checkpoint whose weights are not this model's.
 
@@ -148,12 +161,7 @@ def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
                                       f'(a {type(checkpoint).__name__})')
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
     own = model.state_dict()
-    optional = tuple(OPTIONAL_KEY_SUFFIXES)
-    missing = [k for k in own if k not in state and not k.endswith(optional)]
-    unexpected = [k for k in state if k not in own and not k.endswith(optional)]
-    shapes = [f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-              for k, v in state.items()
-              if k in own and hasattr(v, 'shape') and tuple(v.shape) != tuple(own[k].shape)]
+    missing, unexpected, shapes = key_mismatch(own, state, tuple(OPTIONAL_KEY_SUFFIXES))
     problems = []
     if missing:
         problems.append(f'{len(missing)} of the model\'s {len(own)} tensors missing from the '
