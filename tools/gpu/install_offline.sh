@@ -114,6 +114,10 @@ say "install the rest of the bundle (mmengine, mmdet, mmsegmentation, their pure
 say "install mmsidetune from its wheel"
 "${PIP[@]}" "$BUNDLE"/mmsidetune-*.whl
 
+say "copy the M2IST demo's MiniLM config and tokenizer to $VENV/share/mmsidetune"
+mkdir -p "$VENV/share/mmsidetune"
+cp -r "$BUNDLE/minilm-l6-tokenizer" "$VENV/share/mmsidetune/"
+
 say "pip check (opencv-python is met by the machine's opencv-python-headless)"
 check="$("$VPY" -m pip --disable-pip-version-check check 2>&1 || true)"
 mine="$(printf '%s\n' "${PINS[@]}" | sed 's/==.*//' | tr 'A-Z_.' 'a-z--'; echo mmsidetune)"
