@@ -37,14 +37,16 @@ import xml.etree.ElementTree as ET
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
-PAPER_CONFIG = 'configs/bench/cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_bench-2x1333x800_bundled-coco.py'
+PAPER_CONFIG = ('configs/bench/'
+                'cascade-mask-rcnn_e3va-swin-b-p4-w7_fpn_bench-2x1333x800_bundled-coco.py')
 PAPER_METHODS = 'full,frozen,e3va,e3va-recompute,e3va-lowmem'
 #: every file the check may write into OUT_DIR
 OUT_FILES = ('summary.txt', 'log.txt', 'environment.txt', 'junit.xml', 'memory_summary.txt',
              'bench.json', 'bench.md', 'bench.png')
 #: (bench step, its section in bench.json / bench.md)
 BENCHES = (('bench-demo', 'demo'), ('bench-demo-amp', 'demo_amp'), ('bench-paper', 'paper_swin_b'))
-CUDA_PROBE_TIMEOUT = 60
+CUDA_PROBE_TIMEOUT = 30
+NVIDIA_SMI_TIMEOUT = 10
 
 
 
@@ -66,17 +68,18 @@ def plan(out_dir: str, tmp_dir: str, python: str = sys.executable, quick: bool =
     bench = [python, 'tools/bench.py']
     common = ['--device', 'cuda', '--seed', '0']
     steps = [
-        Step('environment', [python, 'tools/gpu/gpu_check.py', '--environment'], 30,
+        Step('environment', [python, 'tools/gpu/gpu_check.py', '--environment'], 20,
              quick=True),
         Step('cuda-tier', [python, '-m', 'pytest', 'tests/test_gpu', '-m', 'cuda', '-v', '-rs',
-                           '-p', 'no:cacheprovider', '--junitxml', osp.join(out_dir, 'junit.xml')],
-             240, env=dict(MMSIDETUNE_CUDA_MEMORY_SUMMARY=osp.join(out_dir, 'memory_summary.txt'),
-                           MMSIDETUNE_GPU_TMP=osp.join(tmp_dir, 'cuda-tier')), quick=True),
+                           '-p', 'no:cacheprovider', '--basetemp', osp.join(tmp_dir, 'cuda-tier'),
+                           '--junitxml', osp.join(out_dir, 'junit.xml')],
+             230, env=dict(MMSIDETUNE_CUDA_MEMORY_SUMMARY=osp.join(out_dir, 'memory_summary.txt')),
+             quick=True),
         Step('bench-demo', bench + ['--methods', 'all', '--steps', '5', '--warmup', '2'] + common
-             + ['--out-dir', osp.join(tmp_dir, 'demo')], 60),
+             + ['--out-dir', osp.join(tmp_dir, 'demo')], 55),
         Step('bench-demo-amp', bench + ['--methods', 'all', '--steps', '5', '--warmup', '2',
                                         '--amp'] + common
-             + ['--out-dir', osp.join(tmp_dir, 'demo_amp')], 60),
+             + ['--out-dir', osp.join(tmp_dir, 'demo_amp')], 55),
         Step('bench-paper', bench + [PAPER_CONFIG, '--methods', PAPER_METHODS, '--steps', '3',
                                      '--warmup', '1'] + common
              + ['--out-dir', osp.join(tmp_dir, 'paper_swin_b')], 80),
@@ -239,7 +242,8 @@ def main(argv=None) -> int:
             start = text.find('===== environment')
             env_file.write(text[start:text.find('===== environment:', start)] + '\n')
             try:
-                smi = subprocess.run(['nvidia-smi'], capture_output=True, text=True, timeout=30)
+                smi = subprocess.run(['nvidia-smi'], capture_output=True, text=True,
+                                     timeout=NVIDIA_SMI_TIMEOUT)
                 env_file.write('$ nvidia-smi\n' + smi.stdout + smi.stderr)
             except (OSError, subprocess.TimeoutExpired) as e:
                 env_file.write(f'$ nvidia-smi\nnot run: {e}\n')

@@ -247,7 +247,8 @@ def main(argv=None) -> int:
             rows.append(f'{osp.relpath(path, out_dir)}\t{size}\t{sha256(path)}')
     buf = io.StringIO()
     buf.write(f'# mmsidetune offline bundle for CPython {args.python} on {", ".join(platforms)}\n')
-    buf.write(f'# {len(rows)} files, {total} bytes ({total / 2**20:.1f} MiB); file, bytes, sha256\n')
+    buf.write(f'# {len(rows)} files, {total} bytes ({total / 2**20:.1f} MiB); '
+              'file, bytes, sha256\n')
     buf.write('\n'.join(sorted(rows)) + '\n')
     with open(osp.join(out_dir, 'MANIFEST.txt'), 'w') as f:
         f.write(buf.getvalue())
