@@ -57,5 +57,5 @@ set +e
 MMSIDETUNE_GPU_PYTHON="$WORK/venv/bin/python" "$ROOT/tools/gpu/gpu_check.sh" "$WORK/out"; rc=$?
 set -e
 [ "$rc" = 2 ] || { echo "check_offline_install: gpu_check.sh without CUDA exited $rc, expected 2" >&2; exit 1; }
-size="$(head -2 "$WORK/bundle/MANIFEST.txt" | tail -1)"
-say "PASSED: bundle ${t_bundle} s (${size#\# }), offline install ${t_install} s; folder $WORK"
+size="$(sed -n 2p "$WORK/bundle/MANIFEST.txt" | sed "s/^# //; s/; file.*//")"
+say "PASSED: bundle ${t_bundle} s (${size}), offline install ${t_install} s; folder $WORK"
