@@ -102,7 +102,8 @@ else
   say "compile mmcv 2.1.0 with CUDA ops for TORCH_CUDA_ARCH_LIST=$ARCH, MAX_JOBS=$JOBS (log: $VENV/mmcv-build.log)"
   t_mmcv=$SECONDS
   if ! MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$JOBS" \
-      "${PIP[@]}" --no-build-isolation -v "$BUNDLE"/mmcv-2.1.0.tar.gz >"$VENV/mmcv-build.log" 2>&1; then
+      "$VPY" -m pip --disable-pip-version-check --no-input -v install --no-index --no-deps \
+      --no-build-isolation "$BUNDLE"/mmcv-2.1.0.tar.gz >"$VENV/mmcv-build.log" 2>&1; then
     tail -n 40 "$VENV/mmcv-build.log" >&2
     die "mmcv 2.1.0 did not compile (full log: $VENV/mmcv-build.log)"
   fi
