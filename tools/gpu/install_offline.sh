@@ -68,7 +68,9 @@ for line in open(osp.join(root, 'MANIFEST.txt')):
 PY
 
 say "check that $PY has torch"
-"$PY" -c 'import torch, sys; print(f"install_offline: {sys.executable}: Python {sys.version.split()[0]}, torch {torch.__version__}, CUDA build {torch.version.cuda}, CUDA available: {torch.cuda.is_available()}")' \
+"$PY" -c 'import torch, sys
+print(f"install_offline: {sys.executable}: Python {sys.version.split()[0]}, torch {torch.__version__},",
+      f"CUDA build {torch.version.cuda}, CUDA available: {torch.cuda.is_available()}")' \
   || die "$PY cannot import torch: install the machine's PyTorch first (docs/gpu.md)"
 if [ -z "$MMCV_WHEEL" ]; then
   ARCH="$("$PY" "$ROOT/tools/gpu/cuda_arch.py")" \
@@ -84,7 +86,8 @@ VPY="$VENV/bin/python"
 "$PY" - "$VPY" <<'PY'
 import os.path as osp, site, subprocess, sys
 if sys.prefix != sys.base_prefix:
-    target = subprocess.check_output([sys.argv[1], '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], text=True).strip()
+    code = 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
+    target = subprocess.check_output([sys.argv[1], '-c', code], text=True).strip()
     with open(osp.join(target, '_machine_site_packages.pth'), 'w') as f:
         f.write('\n'.join(site.getsitepackages()) + '\n')
 PY
@@ -122,8 +125,11 @@ cp -r "$BUNDLE/minilm-l6-tokenizer" "$VENV/share/mmsidetune/"
 say "pip check (opencv-python is met by the machine's opencv-python-headless)"
 check="$("$VPY" -m pip --disable-pip-version-check check 2>&1 || true)"
 mine="$(printf '%s\n' "${PINS[@]}" | sed 's/==.*//' | tr 'A-Z_.' 'a-z--'; echo mmsidetune)"
-bad="$(printf '%s\n' "$check" | grep -v '^No broken' | grep -vE 'requires opencv-python, which is not installed' \
-       | while read -r who _; do printf '%s\n' "$mine" | grep -qx "$(echo "$who" | tr 'A-Z_.' 'a-z--')" && echo "$who"; done || true)"
+bad="$(printf '%s\n' "$check" | grep -v '^No broken' \
+       | grep -vE 'requires opencv-python, which is not installed' \
+       | while read -r who _; do
+           printf '%s\n' "$mine" | grep -qx "$(echo "$who" | tr 'A-Z_.' 'a-z--')" && echo "$who"
+         done || true)"
 if [ -n "$bad" ]; then
   printf '%s\n' "$check" >&2
   die "unmet requirements of bundled packages: $(echo $bad)"
