@@ -226,3 +226,26 @@ def test_offline_install_refuses_bad_bundles_before_making_anything(tmp_path):
     proc = _install(str(folder), '--venv', str(venv), '--mmcv-wheel', str(tmp_path / 'no.whl'))
     assert proc.returncode == 1 and 'no such file' in proc.stderr
     assert not venv.exists()
+
+
+def test_a_step_over_its_limit_is_killed_with_its_children(tmp_path):
+    pidfile = tmp_path / 'child.pid'
+    step = check.Step('sleepy', ['bash', '-c', f'sleep 300 & echo $! > {pidfile}; wait'], 1)
+    with open(tmp_path / 'log.txt', 'w') as log:
+        status, _ = check.run_step(step, log)
+        failed, _ = check.run_step(check.Step('fails', ['bash', '-c', 'exit 3'], 10), log)
+    assert status == 'TIMEOUT' and failed == 'FAILED (exit 3)'
+    child = int(pidfile.read_text())
+    state = osp.join('/proc', str(child), 'status')
+    # the grandchild got the group's SIGKILL too: gone, or a zombie waiting to be reaped
+    assert not osp.exists(state) or 'zombie' in open(state).read()
+    assert 'sleepy: TIMEOUT' in (tmp_path / 'log.txt').read_text()
+
+
+def test_cuda_probe_gives_up_instead_of_hanging(tmp_path):
+    stuck = tmp_path / 'python'
+    stuck.write_text('#!/bin/sh\nexec sleep 300\n')
+    stuck.chmod(0o755)
+    assert check.cuda_probe(str(stuck), timeout=1) == f'probing CUDA with {stuck} took over 1 s'
+    if not torch.cuda.is_available():
+        assert check.cuda_probe().startswith('no CUDA device (torch ')
