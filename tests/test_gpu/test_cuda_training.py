@@ -21,7 +21,7 @@ DEMOS = {
 }
 #: where tools/gpu/install_offline.sh puts the bundle's MiniLM config and tokenizer
 TOKENIZER = osp.join(sys.prefix, 'share', 'mmsidetune', 'minilm-l6-tokenizer')
-TIMEOUT = 90  # seconds per run (about 20 s expected); a hung run fails, the tier goes on
+TIMEOUT = 90  # seconds per run: a hung run fails and the tier goes on
 
 
 def _config(name, tmp_path):
