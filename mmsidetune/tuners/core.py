@@ -83,6 +83,10 @@ class TunedBackbone(BaseModule):
         self.train(self.training)  # a frozen trunk is in eval mode from the start
         self._register_state_dict_hook(_upstream_keys)
         self._register_load_state_dict_pre_hook(_prefixed_keys, with_module=True)
+        # the trunk's sub-modules the method hooked, by name: model surgery after the build
+        # (mmengine's SyncBN <-> BN conversion) replaces modules, the hooks are moved then
+        self.__dict__['_hooked'] = [(n, m) for n, m in self.module.named_modules()
+                                    if m._forward_hooks or m._forward_pre_hooks]
         print_log(self.tuning_summary(), logger='current')
 
     def __getattr__(self, name: str):
@@ -108,7 +112,32 @@ class TunedBackbone(BaseModule):
         return self._method
 
     def forward(self, x: torch.Tensor):
+        self.follow_replaced_modules()
         return self._method(self.family, x)
+
+    def follow_replaced_modules(self) -> List[str]:
+        """Move the method's hooks onto trunk sub-modules that replaced the hooked ones.
+
+        mmengine's Runner replaces every SyncBN by a plain BN in one process
+        (``revert_sync_batchnorm``) and every BN by a SyncBN under DDP with ``sync_bn``
+        (``convert_sync_batchnorm``); the new modules carry no forward hooks, and adapters
+        hooked on a norm (ResNet's ``norm3``: the residual branch's output) would stop running
+        silently. Called at every forward (a few dict look-ups); the family's block specs are
+        rebuilt after a move.
+
+        Returns:
+            list[str]: names of the sub-modules whose hooks were moved (usually none).
+        """
+        moved = []
+        for k, (name, old) in enumerate(self._hooked):
+            new = self.module.get_submodule(name) if name else self.module
+            if new is not old:
+                _move_hooks(old, new)
+                self._hooked[k] = (name, new)
+                moved.append(name)
+        if moved:
+            self.family.stages = self.family.build_stages()
+        return moved
 
     def train(self, mode: bool = True):
         """Set train/eval mode; a frozen trunk always stays in eval mode (no DropPath, BN
@@ -170,6 +199,15 @@ class TunedBackbone(BaseModule):
         """One line: type, method, trainable / total backbone parameters."""
         return summary_line(type(self).__name__, [type(self.module).__name__], self.tuning_method,
                             self, 'backbone')
+
+
+def _move_hooks(old: nn.Module, new: nn.Module) -> None:
+    """Register ``old``'s forward (pre-)hooks on ``new``, with the same options."""
+    for hid, hook in old._forward_pre_hooks.items():
+        new.register_forward_pre_hook(hook, with_kwargs=hid in old._forward_pre_hooks_with_kwargs)
+    for hid, hook in old._forward_hooks.items():
+        new.register_forward_hook(hook, with_kwargs=hid in old._forward_hooks_with_kwargs,
+                                  always_call=hid in old._forward_hooks_always_called)
 
 
 def _upstream_keys(module, state_dict, prefix, local_metadata):
