@@ -26,6 +26,7 @@ from mmengine.registry import MODELS
 
 from .families import family_for_type, find_family
 from .freezing import freeze_except, keep_frozen_in_eval, summary_line
+from .methods.base import TuningMethod
 from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, build_method, method_class,
                        register_model_tuning)
 
@@ -62,6 +63,7 @@ class TunedBackbone(BaseModule):
         TypeError: for a backbone of an unsupported family (the supported ones are listed).
         ValueError: for a method that does not apply to the family (the reason is given), a
             frozen-trunk method with ``frozen_stages`` set, or a method's bad options.
+        TypeError: for a ``method`` that is not a name, a config or a ``TuningMethod``.
     """
 
     def __init__(self, module: Union[dict, nn.Module], method: Union[str, dict] = 'e3va',
@@ -70,6 +72,10 @@ class TunedBackbone(BaseModule):
         self.module = MODELS.build(module) if isinstance(module, dict) else module
         self.family = find_family(self.module)
         method = build_method(method) if isinstance(method, (str, dict)) else method
+        if not isinstance(method, TuningMethod):
+            known = sorted(c.name for c in TUNING_METHODS.module_dict.values())
+            raise TypeError(f'TunedBackbone: method must be a method name ({known}), a config '
+                            f"dict(type='E3VA', ...) or a TuningMethod, got {method!r}")
         if method.freezes_trunk:
             self.family.check_frozen(type(method).__name__)
         method.attach(self.family)
