@@ -62,6 +62,11 @@ class FiniteLossHook(CheckInvalidLossHook):
       otherwise :class:`NoGradientError` names them and the likely cause. The step pre-hook is
       removed after that step: nothing is checked later.
 
+    * on resume, before the checkpoint's weights and optimizer state are loaded: the checkpoint
+      must have been written from this model (same tensors and shapes, same optimizer groups and
+      state shapes); otherwise :class:`~mmsidetune.utils.CheckpointMismatchError` names both
+      models' tuning, the first differing tensors and ``load_from`` (docs/scale.md).
+
     Either raises :class:`NonFiniteError` naming the iteration (1-based, as in the log lines and
     ``iter_N.pth``), the loss terms (with their values) and the first parameters with non-finite
     gradients. The optimizer step does not run, no hook's ``after_train_iter`` runs, so no
@@ -105,6 +110,18 @@ class FiniteLossHook(CheckInvalidLossHook):
                 f'(loss terms: {_fmt(terms)}); training stopped before the optimizer step and '
                 'before any checkpoint of this state (lower the learning rate, clip gradients '
                 'with optim_wrapper.clip_grad, or check the data of this iteration)')
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, '_resume', False) or not isinstance(checkpoint, dict):
+            return  # load_from: a start from weights, not a resume
+        from mmengine.runner import find_latest_checkpoint
+
+        from ..utils.checkpoint import check_resume_fits
+        path = runner._load_from or find_latest_checkpoint(runner.work_dir) or 'the checkpoint'
+        optim_wrapper = runner.optim_wrapper
+        check_resume_fits(unwrap_model(runner.model),
+                          None if isinstance(optim_wrapper, dict) else optim_wrapper,
+                          checkpoint, path, runner.cfg)
 
     def before_train(self, runner) -> None:
         self._runner = runner
