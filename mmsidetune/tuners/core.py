@@ -50,6 +50,9 @@ class TunedBackbone(BaseModule):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads trunk
             weights from a backbone, detector/segmentor or (Swin) official file; the upstream
             module's own ``init_cfg`` works as well.
+        pretrained (str, optional): the trunk's pretrained file, as mmseg's ``EncoderDecoder``
+            passes its ``model.pretrained`` to the backbone (mmseg's ``_base_/models/*.py``):
+            the same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
 
     Attributes:
         module: the upstream backbone (unmodified; adapters attach by forward hooks).
@@ -62,12 +65,19 @@ class TunedBackbone(BaseModule):
     Raises:
         TypeError: for a backbone of an unsupported family (the supported ones are listed).
         ValueError: for a method that does not apply to the family (the reason is given), a
-            frozen-trunk method with ``frozen_stages`` set, or a method's bad options.
+            frozen-trunk method with ``frozen_stages`` set, a method's bad options, or both
+            ``pretrained`` and ``init_cfg``.
         TypeError: for a ``method`` that is not a name, a config or a ``TuningMethod``.
     """
 
     def __init__(self, module: Union[dict, nn.Module], method: Union[str, dict] = 'e3va',
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None, pretrained: Optional[str] = None):
+        if pretrained is not None:  # mmseg's EncoderDecoder passes its model.pretrained here
+            if init_cfg is not None:
+                raise ValueError(f'TunedBackbone: both pretrained={pretrained!r} (from mmseg\'s '
+                                 f'model.pretrained) and init_cfg={init_cfg!r} are set; keep one '
+                                 '(model.pretrained=None to use init_cfg)')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.module = MODELS.build(module) if isinstance(module, dict) else module
         self.family = find_family(self.module)
@@ -166,7 +176,8 @@ class TunedBackbone(BaseModule):
 
         Raises:
             FileNotFoundError: if a local checkpoint path does not exist.
-            KeyError: if trunk weights are missing from the checkpoint (listed).
+            KeyError: if trunk weights are missing from the checkpoint, or the checkpoint has
+                trunk weights this model has no place for (listed; docs/backbones.md).
         """
         self._cast_trunk(torch.float32)
         cfg = self.init_cfg
@@ -198,6 +209,17 @@ class TunedBackbone(BaseModule):
         if missing:
             raise KeyError(f'{type(self.module).__name__}: {len(missing)} trunk weights missing '
                            f'from {path}: {missing[:20]}{" ..." if len(missing) > 20 else ""}')
+        # weights under a top-level name the trunk has but at a key it lacks (a deeper or wider
+        # file: ResNet-101 into ResNet-50) belong to another architecture; weights under names
+        # the trunk does not have at all (a classifier's fc/head, mmseg ViT's ln1 with
+        # final_norm=False) are dropped deliberately and listed below (docs/backbones.md)
+        tops = set(self.module._modules) | set(self.module._parameters)
+        extra = [k for k in result.unexpected_keys if k.split('.', 1)[0] in tops
+                 and not k.endswith('num_batches_tracked')]
+        if extra:
+            raise KeyError(f'{type(self.module).__name__}: {len(extra)} trunk weights in {path} '
+                           f'have no place in this model (another depth or width?), first: '
+                           f'{extra[:10]}{" ..." if len(extra) > 10 else ""}')
         print_log(f'{type(self.module).__name__}: loaded trunk weights from {path}; ignored: '
                   f'{sorted(result.unexpected_keys)[:10]}', logger='current')
 
