@@ -10,7 +10,7 @@ from .atomic_io import (AtomicLocalBackend, atomic_torch_save, atomic_write_byte
 from .checkpoint import (CheckpointMismatchError, CheckpointReadError, check_checkpoint_fits,
                          check_resume_fits, describe_tuning, is_trusted_checkpoint,
                          read_checkpoint_file, trust_checkpoint)
-from .dist import CPUDistributedDataParallel, setup_cpu_distributed
+from .dist import CPUDistributedDataParallel, parse_device, setup_cpu_distributed
 from .workdir_lock import WorkDirInUseError, WorkDirLock
 
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
@@ -21,4 +21,4 @@ __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
            'adapter_metadata', 'trunk_fingerprint', 'save_adapter_checkpoint',
            'load_adapter_checkpoint', 'read_adapter_checkpoint', 'is_adapter_checkpoint',
            'pretrained_sources',
-           'CPUDistributedDataParallel', 'setup_cpu_distributed']
+           'CPUDistributedDataParallel', 'setup_cpu_distributed', 'parse_device']
