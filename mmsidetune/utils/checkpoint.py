@@ -63,7 +63,7 @@ def read_checkpoint_file(filename: str, map_location=None, weights_only: Optiona
     Raises:
         FileNotFoundError: ``filename`` is empty (e.g. an empty ``last_checkpoint`` file) or
             does not exist.
-        CheckpointReadError: an empty (0-byte) file, a damaged or truncated file, or a file that
+        CheckpointReadError: a folder, an empty (0-byte) file, a damaged or truncated file, or a file that
             is not a PyTorch checkpoint.
         pickle.UnpicklingError: ``weights_only`` loading refused an object pickled in the file
             (torch's message, prefixed with the file name).
@@ -72,6 +72,10 @@ def read_checkpoint_file(filename: str, map_location=None, weights_only: Optiona
         raise FileNotFoundError('empty checkpoint path (is work_dir/last_checkpoint empty? '
                                 'delete it, or name the checkpoint with --resume PATH)')
     filename = osp.expanduser(str(filename))
+    if osp.isdir(filename):
+        raise CheckpointReadError(f'{filename} is a folder, not a checkpoint file: name a file '
+                                  '(e.g. iter_N.pth in it); to resume the latest checkpoint of '
+                                  'the work_dir, give --resume without a path')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found.')
     if osp.getsize(filename) == 0:

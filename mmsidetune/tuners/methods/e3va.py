@@ -235,7 +235,13 @@ class E3VA(TuningMethod):
         del x
         delta = None  # 'residual': this stage's highway
         for j, block in enumerate(family.stages[i] if with_adapters else []):
-            u = {name: taps.pop(f'{i}.{j}.{name}') for name in block.branches}
+            try:
+                u = {name: taps.pop(f'{i}.{j}.{name}') for name in block.branches}
+            except KeyError as e:
+                raise RuntimeError(
+                    f'E3VA: tap {e} was not recorded: the hooked module of block {j} of stage '
+                    f'{i} did not run its hooks (was it replaced after the model was built, '
+                    'outside TunedBackbone.forward?)') from None
             update = None
             for name, adapter in self[i][j].items():
                 a = self._adapt(adapter, u[name], block.channel_dim)
