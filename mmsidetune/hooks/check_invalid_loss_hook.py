@@ -90,6 +90,7 @@ class FiniteLossHook(CheckInvalidLossHook):
         self.check_grads = check_grads
         self.check_unused = check_unused
         self._unused_handles = []
+        self._received_checked: Dict[int, bool] = {}
         self._runner = None
         self._log_vars = None
         self._names: Dict[int, str] = {}
@@ -146,6 +147,7 @@ class FiniteLossHook(CheckInvalidLossHook):
             from ..tuners.methods.base import TuningMethod
             self._declared = {id(p) for m in model.modules() if isinstance(m, TuningMethod)
                               for p in m.parameters() if p.requires_grad}
+            self._received_checked = {id(w.optimizer): False for w in wrappers}
             for wrapper in wrappers:
                 self._unused_handles.append(
                     wrapper.optimizer.register_step_pre_hook(self._check_received))
@@ -171,9 +173,9 @@ class FiniteLossHook(CheckInvalidLossHook):
                 '(lower the learning rate or clip gradients with optim_wrapper.clip_grad)')
 
     def _check_received(self, optimizer, args, kwargs) -> None:
-        for handle in self._unused_handles:
-            handle.remove()  # once: nothing is checked after the first step
-        self._unused_handles = []
+        if self._received_checked.get(id(optimizer)):
+            return  # once per optimizer; the hook is removed in after_train_iter
+        self._received_checked[id(optimizer)] = True
         given = [p for g in optimizer.param_groups for p in g['params']
                  if p.requires_grad and id(p) in self._declared]
         missing = [self._names.get(id(p), f'param {i}') for i, p in enumerate(given)
@@ -189,6 +191,10 @@ class FiniteLossHook(CheckInvalidLossHook):
                 'optimizer step (docs/scale.md, "Nothing trains in silence")')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._unused_handles and all(self._received_checked.values()):
+            for handle in self._unused_handles:  # checked: nothing runs in later steps
+                handle.remove()
+            self._unused_handles = []
         if isinstance(outputs, dict) and self._active():
             self._check_log_vars(outputs, 'after the step')
 
