@@ -399,6 +399,14 @@ def backbone_cfg(cfg):
     return lambda ctx: build
 
 
+def method_cfg(cfg):
+    """A case building tuning method config ``cfg``."""
+    def build():
+        from mmsidetune.tuners import build_method
+        return build_method(cfg)
+    return lambda ctx: build
+
+
 def config_with(ctx, **options):
     return _train(ctx, config=ctx.toy_config(**options))
 
@@ -652,6 +660,8 @@ CASES = [
          'ValueError', r'AdaptFormer: scale must be a finite number > 0, got inf', issue20=True),
     Case('i20-e3va-hidden-ratio-nan', backbone(adapter_hidden_ratio=float('nan')),
          'ValueError', r'E3VA: hidden_ratio must be a finite number > 0, got nan', issue20=True),
+    Case('i20-m2ist-scale-0', method_cfg(dict(type='M2IST', scale=0.0)), 'ValueError',
+         r'M2IST: scale must be a finite number > 0, got 0\.0', issue20=True),
     Case('i20-method-none', backbone_cfg(resnet_backbone(method=None)), 'TypeError',
          r'TunedBackbone: method must be a method name .* got None', issue20=True),
     Case('i20-method-8', backbone_cfg(resnet_backbone(method=8)), 'TypeError',
