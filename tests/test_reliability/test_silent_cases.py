@@ -93,6 +93,33 @@ def test_norm_conversion_in_both_directions_keeps_adapter_gradients(to_sync):
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
 
 
+def test_second_run_into_a_busy_work_dir_is_refused(tmp_path):
+    """Two real trainings into one work_dir: the second is refused naming the first's pid;
+    the first's checkpoint is untouched (before issue 20 both ran and exited 0)."""
+    import hashlib
+    import time
+    work, marker = str(tmp_path / 'work'), str(tmp_path / 'stalled')
+    config = toy.write_config(
+        str(tmp_path / 'toy.py'), max_iters=4, interval=2,
+        extra=f"custom_hooks = [dict(type='StallHook', at_iter=2, marker={marker!r})]")
+    first = toy.train(config, work, log=str(tmp_path / 'first.log'))
+    try:
+        deadline = time.time() + 240
+        while not osp.exists(marker) and first.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert osp.exists(marker), open(tmp_path / 'first.log').read()[-2000:]
+        digest = hashlib.sha256(open(osp.join(work, 'iter_2.pth'), 'rb').read()).hexdigest()
+        with pytest.raises(SystemExit) as info:
+            toy.import_tool('train.py').main([config, '--work-dir', work])
+        assert re.search(rf'work_dir .*work is in use by pid {first.pid} on this host',
+                         str(info.value.code)), info.value.code
+        assert hashlib.sha256(open(osp.join(work, 'iter_2.pth'), 'rb').read()).hexdigest() \
+            == digest
+    finally:
+        first.kill()
+        first.wait()
+
+
 def test_stale_work_dir_lock_is_taken_over(tmp_path):
     """A lock left by a killed run (its pid no longer runs on this host) is replaced; the lock
     is gone once the run ends."""
