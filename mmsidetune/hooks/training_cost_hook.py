@@ -49,8 +49,9 @@ class TrainingCostHook(Hook):
     iteration-weighted median of the segments' medians (``median_step_ms``; exact for one
     segment). A figure that was not measured (memory of a run segment none of whose iterations
     was profiled, e.g. one iteration on CPU; step time of a segment of profiled steps only) is
-    ``null`` in the file and "not measured" in the log, never 0. A resumed run reads the segments written before its start iteration; a segment
-    that ran no iteration (resuming a finished run) leaves the file as it was.
+    ``null`` in the file and "not measured" in the log, never 0. A resumed run reads the
+    segments written before its start iteration; a segment that ran no iteration (resuming a
+    finished run) leaves the file as it was.
 
     Args:
         memory (str): ``'auto'`` (the model's device), ``'cuda'`` or ``'cpu'``. Defaults to

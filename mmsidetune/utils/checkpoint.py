@@ -63,8 +63,8 @@ def read_checkpoint_file(filename: str, map_location=None, weights_only: Optiona
     Raises:
         FileNotFoundError: ``filename`` is empty (e.g. an empty ``last_checkpoint`` file) or
             does not exist.
-        CheckpointReadError: a folder, an empty (0-byte) file, a damaged or truncated file, or a file that
-            is not a PyTorch checkpoint.
+        CheckpointReadError: a folder, an empty (0-byte) file, a damaged or truncated file, or a
+            file that is not a PyTorch checkpoint.
         pickle.UnpicklingError: ``weights_only`` loading refused an object pickled in the file
             (torch's message, prefixed with the file name).
     """

@@ -33,7 +33,8 @@ TOY_BACKBONE = dict(type='E3VASwinTransformer', embed_dims=16, depths=(2, 2, 2, 
 
 @MODELS.register_module()
 class ToyTunedClassifier(BaseModel):
-    """Tuned Swin (or ResNet) backbone, mean pool, linear head: ``(B, 3, H, W)`` -> ``(B, num_classes)``."""
+    """Tuned Swin (or ResNet) backbone, mean pool, linear head: ``(B, 3, H, W)`` ->
+    ``(B, num_classes)``."""
 
     def __init__(self, backbone: dict, num_classes: int = 3, init_cfg=None):
         super().__init__(data_preprocessor=dict(type='BaseDataPreprocessor'), init_cfg=init_cfg)
