@@ -19,6 +19,7 @@ from mmengine.logging import MMLogger
 import mmsidetune  # noqa: F401  (registers the backbones)
 from mmsidetune.tuners import METHOD_VARIANTS, TUNING_METHODS
 from mmsidetune.cost import BenchError, format_table, run_bench, write_report
+from mmsidetune.utils import parse_device
 
 DEFAULT_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'e3va',
                           'cascade-mask-rcnn_e3va-swin-mini_fpn_40i_bundled-coco.py')
@@ -57,17 +58,6 @@ def _int_at_least(low):
     return parse
 
 
-def _device(text):
-    """'cpu', 'cuda' or 'cuda:N' (CUDA must be available)."""
-    kind, _, index = text.partition(':')
-    if kind not in ('cpu', 'cuda') or (index and (kind == 'cpu' or not index.isdigit())):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
-    if kind == 'cuda' and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f'{text!r}: CUDA is not available on this machine')
-    if index and int(index) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(
-            f'{text!r}: this machine has {torch.cuda.device_count()} CUDA devices')
-    return text
 
 
 def _methods(text):
@@ -105,7 +95,7 @@ def parse_args(argv=None):
                         'Resize(keep_ratio=False) is inserted before packing in the train pipeline')
     parser.add_argument('--amp', action='store_true',
                         help="mixed precision with mmengine's AmpOptimWrapper (CUDA only)")
-    parser.add_argument('--device', type=_device,
+    parser.add_argument('--device', type=parse_device,
                         default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--seed', type=int, default=0)

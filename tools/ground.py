@@ -13,7 +13,9 @@ stdout holds only that JSON line (every log line goes to stderr), so ``| jq`` wo
 is a full checkpoint that must fit the config's model (keys and shapes; only BatchNorm's
 ``num_batches_tracked`` may differ), or an adapter-only file (the trunk then comes from the
 config's ``init_cfg``). A non-finite predicted box exits with status 1 and draws nothing. OUT.png
-is never one of the inputs; an existing OUT.png is replaced only with ``--force``.
+is never one of the inputs; an existing OUT.png is replaced only with ``--force``. Refused before
+anything is built: a ``--device`` this machine lacks, an empty or folder IMG, an IMG above 40
+megapixels; after the model is built: a phrase with no token the tokenizer knows.
 """
 import argparse
 import contextlib
@@ -35,7 +37,11 @@ import mmsidetune  # noqa: F401  (registers the modules)
 from mmsidetune.utils import (AdapterCheckpointError, CheckpointMismatchError,
                               CheckpointReadError, check_checkpoint_fits, check_output_path,
                               is_adapter_checkpoint, load_adapter_checkpoint,
-                              read_checkpoint_file, trust_checkpoint)
+                              parse_device, read_checkpoint_file, trust_checkpoint)
+
+#: Largest image (width x height) ground.py decodes: the model sees a few hundred pixels a side
+#: (M2IST: 640 x 640, the bundled demo 320 x 320); a bigger file only costs time and memory.
+MAX_PIXELS = 40_000_000
 
 
 def parse_args(argv=None):
@@ -46,7 +52,9 @@ def parse_args(argv=None):
     parser.add_argument('--image', required=True, help='input image')
     parser.add_argument('--text', required=True, help='referring expression')
     parser.add_argument('--out-file', required=True, help='PNG with the box and phrase drawn')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', type=parse_device,
+                        default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu, cuda or cuda:N (default: cuda when available)')
     parser.add_argument('--force', action='store_true', help='replace an existing OUT.png')
     return parser.parse_args(argv)
 
@@ -126,8 +134,22 @@ def main(argv=None):
 def _run(args):
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint'),
                        (args.image, 'image')):
+        if osp.isdir(path):
+            sys.exit(f'ground: {what} {path} is a folder, not a file')
         if not osp.isfile(path):
             sys.exit(f'ground: {what} not found: {path}')
+    if osp.getsize(args.image) == 0:
+        sys.exit(f'ground: image {args.image} is an empty file (0 bytes)')
+    try:
+        from PIL import Image
+        with Image.open(args.image) as im:  # reads the header only
+            w, h = im.size
+    except Exception:  # noqa: BLE001  (not a format PIL reads: mmcv decides below)
+        w = h = 0
+    if w * h > MAX_PIXELS:
+        sys.exit(f'ground: image {args.image} is {w} x {h} pixels ({w * h / 1e6:.1f} MP), above '
+                 f'the limit of {MAX_PIXELS / 1e6:.0f} MP: the model sees a few hundred pixels '
+                 'a side; downscale the image first')
     if not args.text.strip():
         sys.exit('ground: empty phrase: give the referring expression with --text "..."')
     try:
@@ -144,6 +166,12 @@ def _run(args):
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model)
+    language_model = getattr(model, 'language_model', None)
+    if hasattr(language_model, 'check_phrase'):
+        try:
+            language_model.check_phrase(args.text)
+        except ValueError as e:
+            sys.exit(f'ground: {e}')
     try:
         _load(model, args.checkpoint)
     except (CheckpointReadError, CheckpointMismatchError, AdapterCheckpointError) as e:

@@ -17,8 +17,9 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import (CheckpointReadError, is_adapter_checkpoint, read_checkpoint_file,
-                              setup_cpu_distributed, trust_checkpoint)
+from mmsidetune.utils import (CheckpointReadError, WorkDirInUseError, WorkDirLock,
+                              is_adapter_checkpoint, read_checkpoint_file, setup_cpu_distributed,
+                              trust_checkpoint)
 
 
 def parse_args(argv=None):
@@ -113,7 +114,8 @@ def check_resume_source(path: str) -> None:
 
 
 def main(argv=None):
-    cfg = build_config(parse_args(argv))
+    args = parse_args(argv)
+    cfg = build_config(args)
     try:
         source = resume_source(cfg)
         if source is not None:
@@ -124,8 +126,22 @@ def main(argv=None):
         setup_cpu_distributed(cfg)
     except ValueError as e:
         sys.exit(f'train: {e}')
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    # one run per work_dir (rank 0 of a distributed run holds it for all ranks; the process
+    # group does not exist yet: the rank comes from the launcher's environment)
+    rank = next((os.environ[k] for k in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK')
+                 if k in os.environ), '0') if args.launcher != 'none' else '0'
+    lock = WorkDirLock(cfg.work_dir) if rank == '0' else None
+    try:
+        if lock is not None:
+            lock.acquire()
+    except WorkDirInUseError as e:
+        sys.exit(f'train: {e}')
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 if __name__ == '__main__':

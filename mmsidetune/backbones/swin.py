@@ -8,6 +8,8 @@ method=dict(type='E3VA', rank=8))``: the same parameters, the same state-dict ke
 of the earlier ``*SwinTransformer`` classes loads and trains unchanged. Every argument of mmdet's
 ``SwinTransformer`` is taken, plus the method options below (old name -> method option).
 """
+import inspect
+
 from mmdet.models.backbones.swin import SwinTransformer
 from mmengine.registry import MODELS
 
@@ -30,6 +32,14 @@ class _SwinAlias(TunedBackbone):
     def __init__(self, init_cfg=None, **kwargs):
         module, method, _ = self.split_config(kwargs)
         module.pop('type')
+        swin_args = inspect.signature(SwinTransformer.__init__).parameters
+        unknown = [k for k in module if k not in swin_args]
+        if unknown:
+            spelled = {new: old for old, new in self.options.items()}
+            hints = [f'{k} is spelled {spelled[k]} here' for k in unknown if k in spelled]
+            raise TypeError(f'{type(self).__name__}: unknown options {unknown} (neither mmdet '
+                            f"SwinTransformer's nor this alias' own: {sorted(self.options)})"
+                            + (f'; {"; ".join(hints)}' if hints else ''))
         super().__init__(module=SwinTransformer(**module), method=method, init_cfg=init_cfg)
 
     @classmethod

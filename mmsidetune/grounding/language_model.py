@@ -157,6 +157,19 @@ class BertLanguageModel(BaseModule):
         mmengine's recursive ``init_weights`` would otherwise call ``BertModel.init_weights``.
         """
 
+    def check_phrase(self, text: str) -> None:
+        """Refuse a phrase the tokenizer knows no token of (e.g. emoji only: one ``[UNK]``):
+        the model would ground nothing of it.
+
+        Raises:
+            ValueError: naming the phrase and the tokenizer's view of it.
+        """
+        tokens = self.tokenizer.tokenize(text)
+        unk = self.tokenizer.unk_token
+        if not text.strip() or all(t == unk for t in tokens):
+            raise ValueError(f'phrase {text!r} has no token the tokenizer knows (it reads '
+                             f'{tokens}): give the referring expression in words')
+
     def tokenize(self, texts: Sequence[str], device=None) -> Dict[str, torch.Tensor]:
         """Token ids and attention mask (B, L), L = ``max_tokens``.
 

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..tuners.methods.base import TuningMethod
+from ..tuners.methods.base import TuningMethod, check_option
 from ..tuners.registry import TUNING_METHODS
 from ..tuners.taps import TapRecorder
 from .encoders import GroundingEncoders, GroundingInputs
@@ -64,8 +64,8 @@ class M2IST(TuningMethod):
 
     def __init__(self, bottleneck: int = 128, scale: float = 0.1):
         super().__init__()
-        if not isinstance(bottleneck, int) or bottleneck <= 0:
-            raise ValueError(f'M2IST: bottleneck must be a positive int, got {bottleneck!r}')
+        check_option('M2IST', 'bottleneck', bottleneck, integer=True)
+        check_option('M2IST', 'scale', scale)
         self.bottleneck, self.scale = bottleneck, float(scale)
         self.__dict__['_recorder'] = TapRecorder()  # not a child: this list holds M3ISAs only
 

@@ -8,12 +8,17 @@ from mmengine.registry import HOOKS
 
 from ..cost import unwrap_model
 
-__all__ = ['NonFiniteError', 'FiniteLossHook', 'non_finite_tensors']
+__all__ = ['NonFiniteError', 'NoGradientError', 'FiniteLossHook', 'non_finite_tensors']
 
 
 class NonFiniteError(FloatingPointError):
     """Training produced a non-finite (NaN / inf) loss, gradient or weight; the message names the
     iteration and the tensors."""
+
+
+class NoGradientError(RuntimeError):
+    """Trainable tensors of a tuning method received no gradient in the first training
+    iteration (they would never train); the message names them and the likely causes."""
 
 
 def _fmt(log_vars: Optional[Dict]) -> str:
@@ -50,6 +55,18 @@ class FiniteLossHook(CheckInvalidLossHook):
       ``optimizer.step()`` (a torch optimizer step pre-hook). Skipped under
       ``AmpOptimWrapper``: its dynamic loss scaling skips steps with inf gradients by design.
 
+    * with ``check_unused``, once, at the first optimizer step (after every model surgery of
+      mmengine, such as the SyncBN conversion): every parameter the optimizer was given that a
+      tuning method declares trainable (the layers of each
+      :class:`~mmsidetune.tuners.methods.TuningMethod` in the model) must have a gradient;
+      otherwise :class:`NoGradientError` names them and the likely cause. The step pre-hook is
+      removed after that step: nothing is checked later.
+
+    * on resume, before the checkpoint's weights and optimizer state are loaded: the checkpoint
+      must have been written from this model (same tensors and shapes, same optimizer groups and
+      state shapes); otherwise :class:`~mmsidetune.utils.CheckpointMismatchError` names both
+      models' tuning, the first differing tensors and ``load_from`` (docs/scale.md).
+
     Either raises :class:`NonFiniteError` naming the iteration (1-based, as in the log lines and
     ``iter_N.pth``), the loss terms (with their values) and the first parameters with non-finite
     gradients. The optimizer step does not run, no hook's ``after_train_iter`` runs, so no
@@ -61,13 +78,19 @@ class FiniteLossHook(CheckInvalidLossHook):
     Args:
         interval (int): Check every ``interval`` iterations. Defaults to 1.
         check_grads (bool): Also check trainable gradients before each step. Defaults to True.
+        check_unused (bool): Check once that the method's trainable tensors received a
+            gradient (docs/scale.md, "Nothing trains in silence"). Defaults to True.
     """
 
     priority = 'VERY_HIGH'  # before every other after_train_iter (CheckpointHook: VERY_LOW)
 
-    def __init__(self, interval: int = 1, check_grads: bool = True) -> None:
+    def __init__(self, interval: int = 1, check_grads: bool = True,
+                 check_unused: bool = True) -> None:
         super().__init__(interval=interval)
         self.check_grads = check_grads
+        self.check_unused = check_unused
+        self._unused_handles = []
+        self._received_checked: Dict[int, bool] = {}
         self._runner = None
         self._log_vars = None
         self._names: Dict[int, str] = {}
@@ -89,6 +112,18 @@ class FiniteLossHook(CheckInvalidLossHook):
                 'before any checkpoint of this state (lower the learning rate, clip gradients '
                 'with optim_wrapper.clip_grad, or check the data of this iteration)')
 
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, '_resume', False) or not isinstance(checkpoint, dict):
+            return  # load_from: a start from weights, not a resume
+        from mmengine.runner import find_latest_checkpoint
+
+        from ..utils.checkpoint import check_resume_fits
+        path = runner._load_from or find_latest_checkpoint(runner.work_dir) or 'the checkpoint'
+        optim_wrapper = runner.optim_wrapper
+        check_resume_fits(unwrap_model(runner.model),
+                          None if isinstance(optim_wrapper, dict) else optim_wrapper,
+                          checkpoint, path, runner.cfg)
+
     def before_train(self, runner) -> None:
         self._runner = runner
         model = unwrap_model(runner.model)
@@ -107,8 +142,16 @@ class FiniteLossHook(CheckInvalidLossHook):
         wrappers = (runner.optim_wrapper.values()
                     if isinstance(runner.optim_wrapper, OptimWrapperDict) else
                     [runner.optim_wrapper])
+        self._names = {id(p): n for n, p in model.named_parameters()}
+        if self.check_unused:
+            from ..tuners.methods.base import TuningMethod
+            self._declared = {id(p) for m in model.modules() if isinstance(m, TuningMethod)
+                              for p in m.parameters() if p.requires_grad}
+            self._received_checked = {id(w.optimizer): False for w in wrappers}
+            for wrapper in wrappers:
+                self._unused_handles.append(
+                    wrapper.optimizer.register_step_pre_hook(self._check_received))
         if self.check_grads:
-            self._names = {id(p): n for n, p in model.named_parameters()}
             for wrapper in wrappers:
                 if isinstance(wrapper, AmpOptimWrapper):
                     continue
@@ -129,7 +172,29 @@ class FiniteLossHook(CheckInvalidLossHook):
                 'stopped before the optimizer step and before any checkpoint of this state '
                 '(lower the learning rate or clip gradients with optim_wrapper.clip_grad)')
 
+    def _check_received(self, optimizer, args, kwargs) -> None:
+        if self._received_checked.get(id(optimizer)):
+            return  # once per optimizer; the hook is removed in after_train_iter
+        self._received_checked[id(optimizer)] = True
+        given = [p for g in optimizer.param_groups for p in g['params']
+                 if p.requires_grad and id(p) in self._declared]
+        missing = [self._names.get(id(p), f'param {i}') for i, p in enumerate(given)
+                   if p.grad is None]
+        if missing:
+            raise NoGradientError(
+                f'{len(missing)} of the {len(given)} trainable tensors of the tuning method '
+                f'received no gradient in training iteration {self._iteration()}, first: '
+                f'{missing[:5]}; they would never train. Likely causes: the modules their '
+                'forward hooks are attached to were replaced after the model was built (model '
+                'surgery) or do not run in the forward; the outputs that use them are not used '
+                '(out_indices); an option scales them to zero. Training stopped before the '
+                'optimizer step (docs/scale.md, "Nothing trains in silence")')
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._unused_handles and all(self._received_checked.values()):
+            for handle in self._unused_handles:  # checked: nothing runs in later steps
+                handle.remove()
+            self._unused_handles = []
         if isinstance(outputs, dict) and self._active():
             self._check_log_vars(outputs, 'after the step')
 
@@ -137,9 +202,9 @@ class FiniteLossHook(CheckInvalidLossHook):
         self._release()
 
     def _release(self) -> None:
-        for handle in self._handles:
+        for handle in self._handles + self._unused_handles:
             handle.remove()
-        self._handles = []
+        self._handles, self._unused_handles = [], []
         model = getattr(self, '_model', None)
         if model is not None and 'parse_losses' in vars(model):
             del model.parse_losses

@@ -47,8 +47,11 @@ class TrainingCostHook(Hook):
     (``first_iter``, ``last_iter``, ``iters``, ``peak_mem_mb``, ``median_step_ms``, ...), and the
     top-level fields sum (``iters``), take the maximum (``peak_mem_mb``) or the
     iteration-weighted median of the segments' medians (``median_step_ms``; exact for one
-    segment). A resumed run reads the segments written before its start iteration; a segment
-    that ran no iteration (resuming a finished run) leaves the file as it was.
+    segment). A figure that was not measured (memory of a run segment none of whose iterations
+    was profiled, e.g. one iteration on CPU; step time of a segment of profiled steps only) is
+    ``null`` in the file and "not measured" in the log, never 0. A resumed run reads the
+    segments written before its start iteration; a segment that ran no iteration (resuming a
+    finished run) leaves the file as it was.
 
     Args:
         memory (str): ``'auto'`` (the model's device), ``'cuda'`` or ``'cpu'``. Defaults to
@@ -90,6 +93,7 @@ class TrainingCostHook(Hook):
         self._meter: Optional[StepMemoryMeter] = None
         self._start = 0.0
         self.peak_bytes = 0
+        self.measured = 0  # iterations whose memory was measured
         self.step_ms = []
         self.iters = 0
         self.params = None
@@ -138,6 +142,7 @@ class TrainingCostHook(Hook):
             result = self._meter.stop()
             self._meter = None
             self.peak_bytes = max(self.peak_bytes, result.peak_bytes)
+            self.measured += 1
             hub.update_scalar('train/peak_mem_mb', result.peak_mb)
             for key, mb in result.breakdown_mb().items():
                 hub.update_scalar(f'train/mem_{key}_mb', mb)
@@ -179,7 +184,7 @@ class TrainingCostHook(Hook):
         return dict(
             params=self.params.to_dict() if self.params else None,
             memory_mode=self._mode,
-            peak_mem_mb=self.peak_bytes / MB,
+            peak_mem_mb=self.peak_bytes / MB if self.measured else None,
             median_step_ms=statistics.median(timed) if timed else None,
             iters=self.iters,
             first_iter=first,
@@ -202,7 +207,8 @@ class TrainingCostHook(Hook):
         return dict(
             params=last['params'],
             memory_mode=last['memory_mode'],
-            peak_mem_mb=max((seg['peak_mem_mb'] for seg in segments), default=0.0),
+            peak_mem_mb=max((seg['peak_mem_mb'] for seg in segments
+                             if seg['peak_mem_mb'] is not None), default=None),
             median_step_ms=weighted,
             iters=sum(seg['iters'] for seg in segments),
             segments=segments)
@@ -210,15 +216,15 @@ class TrainingCostHook(Hook):
     def after_train(self, runner) -> None:
         summary = self.summary()
         runner.message_hub.update_info('cost_summary', summary)
-        step, p = summary['median_step_ms'], self.params
+        step, p, peak = summary['median_step_ms'], self.params, summary['peak_mem_mb']
         if not summary["iters"]:
             runner.logger.info('TrainingCostHook summary: no training iteration ran; '
                                'cost_summary.json left as it was')
             return
         runner.logger.info(
             f'TrainingCostHook summary: {summary["iters"]} iterations, peak memory '
-            f'{summary["peak_mem_mb"]:.1f} MB ({self._mode}), median step '
-            f'{"-" if step is None else f"{step:.1f}"} ms, '
+            f'{"not measured" if peak is None else f"{peak:.1f} MB"} ({self._mode}), median '
+            f'step {"not measured" if step is None else f"{step:.1f} ms"}, '
             f'trainable {p.trainable_pct:.2f} % of the model, tuning {p.tuning_pct:.2f} % '
             f'({p.tuning_convention})')
         if is_main_process():  # written whole, then renamed: never a half-written file

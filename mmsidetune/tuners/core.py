@@ -26,6 +26,7 @@ from mmengine.registry import MODELS
 
 from .families import family_for_type, find_family
 from .freezing import freeze_except, keep_frozen_in_eval, summary_line
+from .methods.base import TuningMethod
 from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, build_method, method_class,
                        register_model_tuning)
 
@@ -49,6 +50,9 @@ class TunedBackbone(BaseModule):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads trunk
             weights from a backbone, detector/segmentor or (Swin) official file; the upstream
             module's own ``init_cfg`` works as well.
+        pretrained (str, optional): the trunk's pretrained file, as mmseg's ``EncoderDecoder``
+            passes its ``model.pretrained`` to the backbone (mmseg's ``_base_/models/*.py``):
+            the same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
 
     Attributes:
         module: the upstream backbone (unmodified; adapters attach by forward hooks).
@@ -61,15 +65,27 @@ class TunedBackbone(BaseModule):
     Raises:
         TypeError: for a backbone of an unsupported family (the supported ones are listed).
         ValueError: for a method that does not apply to the family (the reason is given), a
-            frozen-trunk method with ``frozen_stages`` set, or a method's bad options.
+            frozen-trunk method with ``frozen_stages`` set, a method's bad options, or both
+            ``pretrained`` and ``init_cfg``.
+        TypeError: for a ``method`` that is not a name, a config or a ``TuningMethod``.
     """
 
     def __init__(self, module: Union[dict, nn.Module], method: Union[str, dict] = 'e3va',
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None, pretrained: Optional[str] = None):
+        if pretrained is not None:  # mmseg's EncoderDecoder passes its model.pretrained here
+            if init_cfg is not None:
+                raise ValueError(f'TunedBackbone: both pretrained={pretrained!r} (from mmseg\'s '
+                                 f'model.pretrained) and init_cfg={init_cfg!r} are set; keep one '
+                                 '(model.pretrained=None to use init_cfg)')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.module = MODELS.build(module) if isinstance(module, dict) else module
         self.family = find_family(self.module)
         method = build_method(method) if isinstance(method, (str, dict)) else method
+        if not isinstance(method, TuningMethod):
+            known = sorted(c.name for c in TUNING_METHODS.module_dict.values())
+            raise TypeError(f'TunedBackbone: method must be a method name ({known}), a config '
+                            f"dict(type='E3VA', ...) or a TuningMethod, got {method!r}")
         if method.freezes_trunk:
             self.family.check_frozen(type(method).__name__)
         method.attach(self.family)
@@ -83,6 +99,10 @@ class TunedBackbone(BaseModule):
         self.train(self.training)  # a frozen trunk is in eval mode from the start
         self._register_state_dict_hook(_upstream_keys)
         self._register_load_state_dict_pre_hook(_prefixed_keys, with_module=True)
+        # the trunk's sub-modules the method hooked, by name: model surgery after the build
+        # (mmengine's SyncBN <-> BN conversion) replaces modules, the hooks are moved then
+        self.__dict__['_hooked'] = [(n, m) for n, m in self.module.named_modules()
+                                    if m._forward_hooks or m._forward_pre_hooks]
         print_log(self.tuning_summary(), logger='current')
 
     def __getattr__(self, name: str):
@@ -108,7 +128,32 @@ class TunedBackbone(BaseModule):
         return self._method
 
     def forward(self, x: torch.Tensor):
+        self.follow_replaced_modules()
         return self._method(self.family, x)
+
+    def follow_replaced_modules(self) -> List[str]:
+        """Move the method's hooks onto trunk sub-modules that replaced the hooked ones.
+
+        mmengine's Runner replaces every SyncBN by a plain BN in one process
+        (``revert_sync_batchnorm``) and every BN by a SyncBN under DDP with ``sync_bn``
+        (``convert_sync_batchnorm``); the new modules carry no forward hooks, and adapters
+        hooked on a norm (ResNet's ``norm3``: the residual branch's output) would stop running
+        silently. Called at every forward (a few dict look-ups); the family's block specs are
+        rebuilt after a move.
+
+        Returns:
+            list[str]: names of the sub-modules whose hooks were moved (usually none).
+        """
+        moved = []
+        for k, (name, old) in enumerate(self._hooked):
+            new = self.module.get_submodule(name) if name else self.module
+            if new is not old:
+                _move_hooks(old, new)
+                self._hooked[k] = (name, new)
+                moved.append(name)
+        if moved:
+            self.family.stages = self.family.build_stages()
+        return moved
 
     def train(self, mode: bool = True):
         """Set train/eval mode; a frozen trunk always stays in eval mode (no DropPath, BN
@@ -131,7 +176,8 @@ class TunedBackbone(BaseModule):
 
         Raises:
             FileNotFoundError: if a local checkpoint path does not exist.
-            KeyError: if trunk weights are missing from the checkpoint (listed).
+            KeyError: if trunk weights are missing from the checkpoint, or the checkpoint has
+                trunk weights this model has no place for (listed; docs/backbones.md).
         """
         self._cast_trunk(torch.float32)
         cfg = self.init_cfg
@@ -163,6 +209,17 @@ class TunedBackbone(BaseModule):
         if missing:
             raise KeyError(f'{type(self.module).__name__}: {len(missing)} trunk weights missing '
                            f'from {path}: {missing[:20]}{" ..." if len(missing) > 20 else ""}')
+        # weights under a top-level name the trunk has but at a key it lacks (a deeper or wider
+        # file: ResNet-101 into ResNet-50) belong to another architecture; weights under names
+        # the trunk does not have at all (a classifier's fc/head, mmseg ViT's ln1 with
+        # final_norm=False) are dropped deliberately and listed below (docs/backbones.md)
+        tops = set(self.module._modules) | set(self.module._parameters)
+        extra = [k for k in result.unexpected_keys if k.split('.', 1)[0] in tops
+                 and not k.endswith('num_batches_tracked')]
+        if extra:
+            raise KeyError(f'{type(self.module).__name__}: {len(extra)} trunk weights in {path} '
+                           f'have no place in this model (another depth or width?), first: '
+                           f'{extra[:10]}{" ..." if len(extra) > 10 else ""}')
         print_log(f'{type(self.module).__name__}: loaded trunk weights from {path}; ignored: '
                   f'{sorted(result.unexpected_keys)[:10]}', logger='current')
 
@@ -170,6 +227,15 @@ class TunedBackbone(BaseModule):
         """One line: type, method, trainable / total backbone parameters."""
         return summary_line(type(self).__name__, [type(self.module).__name__], self.tuning_method,
                             self, 'backbone')
+
+
+def _move_hooks(old: nn.Module, new: nn.Module) -> None:
+    """Register ``old``'s forward (pre-)hooks on ``new``, with the same options."""
+    for hid, hook in old._forward_pre_hooks.items():
+        new.register_forward_pre_hook(hook, with_kwargs=hid in old._forward_pre_hooks_with_kwargs)
+    for hid, hook in old._forward_hooks.items():
+        new.register_forward_hook(hook, with_kwargs=hid in old._forward_hooks_with_kwargs,
+                                  always_call=hid in old._forward_hooks_always_called)
 
 
 def _upstream_keys(module, state_dict, prefix, local_metadata):

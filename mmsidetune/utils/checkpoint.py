@@ -23,7 +23,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
            'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
-           'OPTIONAL_KEY_SUFFIXES']
+           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES']
 
 # State-dict entries a checkpoint may lack or carry extra without being another model's:
 # BatchNorm's step counter (absent from old files, unused by eval and by momentum-based BN).
@@ -63,8 +63,8 @@ def read_checkpoint_file(filename: str, map_location=None, weights_only: Optiona
     Raises:
         FileNotFoundError: ``filename`` is empty (e.g. an empty ``last_checkpoint`` file) or
             does not exist.
-        CheckpointReadError: an empty (0-byte) file, a damaged or truncated file, or a file that
-            is not a PyTorch checkpoint.
+        CheckpointReadError: a folder, an empty (0-byte) file, a damaged or truncated file, or a
+            file that is not a PyTorch checkpoint.
         pickle.UnpicklingError: ``weights_only`` loading refused an object pickled in the file
             (torch's message, prefixed with the file name).
     """
@@ -72,6 +72,10 @@ def read_checkpoint_file(filename: str, map_location=None, weights_only: Optiona
         raise FileNotFoundError('empty checkpoint path (is work_dir/last_checkpoint empty? '
                                 'delete it, or name the checkpoint with --resume PATH)')
     filename = osp.expanduser(str(filename))
+    if osp.isdir(filename):
+        raise CheckpointReadError(f'{filename} is a folder, not a checkpoint file: name a file '
+                                  '(e.g. iter_N.pth in it); to resume the latest checkpoint of '
+                                  'the work_dir, give --resume without a path')
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found.')
     if osp.getsize(filename) == 0:
@@ -174,3 +178,98 @@ def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
     if problems:
         raise CheckpointMismatchError(
             f'checkpoint {path} does not fit {type(model).__name__}: ' + '; '.join(problems))
+
+
+def describe_tuning(model_cfg) -> str:
+    """The tuning of a model config in a few words (``'TunedBackbone(mmdet.SwinTransformer,
+    E3VA)'``), ``'unknown'`` when no tunable kind of model matches."""
+    try:
+        from ..tuners import find_model_tuning
+        return find_model_tuning(model_cfg).describe(model_cfg)
+    except Exception:  # noqa: BLE001  (a description only)
+        return 'unknown'
+
+
+def _optimizer_mismatch(optimizer, state: dict, names: dict) -> list:
+    """Differences between an optimizer's param groups and a saved optimizer ``state``."""
+    groups = state.get('param_groups', [])
+    own = optimizer.param_groups
+    if len(groups) != len(own):
+        return [f'{len(groups)} parameter groups in the file, {len(own)} in this run']
+    sizes = [(len(g['params']), len(o['params'])) for g, o in zip(groups, own)]
+    if any(a != b for a, b in sizes):
+        return [f'parameters per group: file {[a for a, _ in sizes]} vs this run '
+                f'{[b for _, b in sizes]}']
+    params = [p for g in own for p in g['params']]
+    saved = state.get('state', {})
+    problems = []
+    for i, p in enumerate(params):
+        for k, v in saved.get(i, {}).items():
+            if hasattr(v, 'shape') and v.dim() and tuple(v.shape) != tuple(p.shape):
+                problems.append(f'{names.get(id(p), f"param {i}")}: state {k} '
+                                f'{tuple(v.shape)} vs parameter {tuple(p.shape)}')
+                break
+    return problems
+
+
+def check_resume_fits(model, optim_wrapper, checkpoint: dict, path: str, run_cfg=None) -> None:
+    """Refuse to resume a training checkpoint into a model it was not written from.
+
+    Compares the checkpoint's state dict with ``model``'s (names and shapes, as
+    :func:`check_checkpoint_fits`) and its optimizer state with ``optim_wrapper``'s optimizer
+    (number of parameter groups, parameters per group, the shapes of per-parameter state such
+    as AdamW's moments). mmengine's resume loads the weights non-strictly and then either fails
+    with torch's "different number of parameter groups" or goes on with freshly initialised
+    tensors carrying another model's optimizer state.
+
+    Args:
+        model: the (unwrapped) model of this run. optim_wrapper: its ``OptimWrapper`` or
+            ``OptimWrapperDict`` (None: not compared). checkpoint: the loaded file.
+        path: the file, for the message. run_cfg: this run's config (names both tunings).
+
+    Raises:
+        CheckpointMismatchError: naming both models' tuning, the first differing tensors and
+            ``load_from`` as the way to start a new run from those weights.
+    """
+    import re
+    state = checkpoint.get('state_dict', {})
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    own = model.state_dict()
+    missing, unexpected, shapes = key_mismatch(own, state, tuple(OPTIONAL_KEY_SUFFIXES))
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} tensors of this model not in the file, first: '
+                        f'{_listing(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} tensors of the file not in this model, first: '
+                        f'{_listing(unexpected)}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
+    saved_opt = checkpoint.get('optimizer')
+    if not problems and optim_wrapper is not None and isinstance(saved_opt, dict):
+        from mmengine.optim import OptimWrapperDict
+        names = {id(p): n for n, p in model.named_parameters()}
+        wrappers = (dict(optim_wrapper.items()) if isinstance(optim_wrapper, OptimWrapperDict)
+                    else {'': optim_wrapper})
+        for key, wrapper in wrappers.items():
+            saved = saved_opt.get(key, {}) if key else saved_opt
+            diff = _optimizer_mismatch(wrapper.optimizer, saved, names)
+            if diff:
+                problems.append(f'optimizer state{f" {key}" if key else ""}: '
+                                f'{_listing(diff, 3)}')
+    if not problems:
+        return
+    written = 'unknown'
+    cfg_text = (checkpoint.get('meta') or {}).get('cfg')
+    if cfg_text:
+        try:
+            from mmengine.config import Config
+            written = describe_tuning(Config.fromstring(cfg_text, file_format='.py').model)
+        except Exception:  # noqa: BLE001  (a description only)
+            pass
+    this = describe_tuning(run_cfg.model) if run_cfg is not None else type(model).__name__
+    raise CheckpointMismatchError(
+        f'cannot resume from {path}: it was written from another model ({written}) than this '
+        f'run builds ({this}): ' + '; '.join(problems) + '. Resume only into the model a '
+        'checkpoint was written from; to start a new run from its weights use '
+        f'--cfg-options load_from={path} (without --resume) in a new work_dir')

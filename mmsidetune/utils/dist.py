@@ -18,7 +18,26 @@ from mmengine.config import Config
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
-__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed']
+__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed', 'parse_device']
+
+
+def parse_device(text: str) -> str:
+    """A tool's ``--device``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` of a device this machine has
+    (checked before anything is built).
+
+    Raises:
+        argparse.ArgumentTypeError: naming the value and what is accepted / available.
+    """
+    from argparse import ArgumentTypeError
+    kind, _, index = text.partition(':')
+    if kind not in ('cpu', 'cuda') or (index and (kind == 'cpu' or not index.isdigit())):
+        raise ArgumentTypeError(f'expected cpu, cuda or cuda:N, got {text!r}')
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise ArgumentTypeError(f'{text!r}: CUDA is not available on this machine')
+    if index and int(index) >= torch.cuda.device_count():
+        raise ArgumentTypeError(
+            f'{text!r}: this machine has {torch.cuda.device_count()} CUDA devices')
+    return text
 
 
 @MODEL_WRAPPERS.register_module()

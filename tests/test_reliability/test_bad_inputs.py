@@ -11,9 +11,10 @@ training run that must fail. The test asserts:
 * that every file present in the work_dir before the call still exists with the same bytes
   (new files, such as logs, are allowed), plus a case-specific check where the case says so.
 
-Cases marked with a finding number reproduce issue 12's findings 1-10. The behaviours that are
-not errors (the ground tool's stdout, ``cost_summary.json`` across resume, quiet logs, the
-degenerate-box warning) are tested below the table.
+Cases marked with a finding number reproduce issue 12's findings 1-10; cases ``i20-*`` issue 20's
+silent and unclear cases (those whose fix is a working run are in ``test_silent_cases.py``). The
+behaviours that are not errors (the ground tool's stdout, ``cost_summary.json`` across resume,
+quiet logs, the degenerate-box warning) are tested below the table.
 """
 import contextlib
 import glob
@@ -157,6 +158,7 @@ class Case(NamedTuple):
     finding: Optional[int] = None  # issue 12 finding reproduced
     not_in: Optional[str] = None  # text the message must not contain
     check: Optional[Callable] = None  # Ctx -> None, after the call
+    issue20: bool = False  # one of issue 20's silent or unclear cases
 
 
 # --------------------------------------------------------------------------- case builders
@@ -287,16 +289,17 @@ def transvg_same(ctx):
     return lambda: tool('model_converters/transvg2mmsidetune.py')(src, src)
 
 
-def ground(ctx, ckpt='m2ist_ckpt', out=None, image=None, extra=()):
+def ground(ctx, ckpt='m2ist_ckpt', out=None, image=None, extra=(), text='the man',
+           device='cpu'):
     """tools/ground.py on the M2IST demo config; ``ckpt``: a shared key or a path."""
     config = ctx.path('m2ist.py')
     Config.fromfile(M2IST_DEMO).dump(config)
     if ckpt in ctx.shared:
         ckpt = ctx.copy(ckpt)
     image = image or ctx.copy(IMAGE)
-    return lambda: tool('ground.py')(config, ckpt, '--image', image, '--text', 'the man',
-                                     '--out-file', out or ctx.wpath('out.png'), '--device', 'cpu',
-                                     *extra)
+    return lambda: tool('ground.py')(config, ckpt, '--image', image, '--text', text,
+                                     '--out-file', out or ctx.wpath('out.png'), '--device',
+                                     device, *extra)
 
 
 def ground_out_is_image(ctx):
@@ -388,6 +391,22 @@ def backbone(**kwargs):
     return lambda ctx: build
 
 
+def backbone_cfg(cfg):
+    """A case building backbone config ``cfg`` as it is."""
+    def build():
+        from mmengine.registry import MODELS
+        return MODELS.build(cfg)
+    return lambda ctx: build
+
+
+def method_cfg(cfg):
+    """A case building tuning method config ``cfg``."""
+    def build():
+        from mmsidetune.tuners import build_method
+        return build_method(cfg)
+    return lambda ctx: build
+
+
 def config_with(ctx, **options):
     return _train(ctx, config=ctx.toy_config(**options))
 
@@ -398,6 +417,101 @@ def resume_with_bad_cost_summary(ctx):
     full = ctx.copy('full', 'iter_2.pth')
     ctx.write('cost_summary.json', '{"iters": 2, "peak_', work=True)
     return lambda: tool('train.py')(config, '--work-dir', ctx.work, '--resume', full)
+
+
+@HOOKS.register_module(force=True)
+class UnhookAdaptersHook(Hook):
+    """Model surgery the tuned backbone cannot follow: every forward hook of its trunk removed
+    before training (the adapters stay in the model and in the optimizer)."""
+
+    def before_train(self, runner):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        for m in model.backbone.module.modules():
+            m._forward_hooks.clear()
+
+
+def swin_alias(kind, **options):
+    """The toy Swin backbone as alias ``kind`` (no E3VA option) with ``options``."""
+    cfg = {k: v for k, v in toy.TOY_BACKBONE.items() if k != 'adapter_rank'}
+    return dict(cfg, type=kind, **options)
+
+
+def adapters_cut_off(ctx):
+    config = ctx.toy_config()
+    cfg = Config.fromfile(config)
+    cfg.model.backbone = swin_alias('AdapterSwinTransformer', adapter_hidden_dims=4)
+    cfg.custom_hooks = project_guard_hooks() + [dict(type='UnhookAdaptersHook')]
+    cfg.dump(config)
+    return _train(ctx, config=config)
+
+
+def resume_into(ctx, backbone=None, source='full', **options):
+    """``--resume`` the shared E3VA checkpoint into the toy with another backbone."""
+    config = ctx.toy_config(custom_hooks=project_guard_hooks(),
+                            **{'train_cfg.max_iters': 3}, **options)
+    if backbone is not None:
+        cfg = Config.fromfile(config)
+        cfg.model.backbone = backbone
+        cfg.dump(config)
+    src = source if osp.isfile(source) else ctx.copy(source, 'source.pth')
+    return _train(ctx, '--resume', src, config=config)
+
+
+def other_model_training_checkpoint(ctx):
+    """A training checkpoint (meta, optimizer state) whose weights are another architecture's."""
+    ckpt = toy.load(ctx.shared['full'])
+    ckpt['state_dict'] = toy.build_toy_model(embed_dims=24).state_dict()
+    path = ctx.path('other_model.pth')
+    torch.save(ckpt, path)
+    return resume_into(ctx, source=path)
+
+
+def work_dir_in_use(ctx):
+    import socket
+    ctx.write('.mmsidetune_run.lock', json.dumps(dict(pid=os.getppid(),
+                                                      host=socket.gethostname(),
+                                                      started='earlier')), work=True)
+    return _train(ctx)
+
+
+def resnet_backbone(depth=18, **kwargs):
+    return dict(type='TunedBackbone', module=dict(type='mmdet.ResNet', depth=depth,
+                                                  base_channels=8, out_indices=(3, )),
+                **kwargs)
+
+
+def deeper_resnet_pretrained(ctx):
+    from mmengine.registry import MODELS
+    torch.manual_seed(0)
+    deeper = MODELS.build(dict(type='mmdet.ResNet', depth=34, base_channels=8,
+                               out_indices=(3, )))
+    path = ctx.path('resnet34.pth')
+    torch.save({'state_dict': deeper.state_dict()}, path)
+
+    def build():
+        MODELS.build(resnet_backbone(method='adapter', init_cfg=dict(
+            type='Pretrained', checkpoint=path))).init_weights()
+    return build
+
+
+def ground_device(ctx, device):
+    if device.startswith('cuda') and torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    return ground(ctx, device=device)
+
+
+def huge_png(ctx):
+    """A PNG whose header says 10000 x 10000 (the pixels are never decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    header = struct.pack('>IIBBBBB', 10000, 10000, 8, 2, 0, 0, 0)
+    data = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header)
+            + chunk(b'IDAT', zlib.compress(b'\0' * 100)) + chunk(b'IEND', b''))
+    return ctx.write('huge.png', data)
 
 
 CASES = [
@@ -532,6 +646,64 @@ CASES = [
          r'highway must be one of'),
     Case('test-checkpoint-not-found', lambda c: toy_test(c, c.path('none.pth')), 'SystemExit',
          r'checkpoint not found: .*none\.pth'),
+    # -- issue 20: nothing trains in silence; the unclear cases get one line naming the cause
+    Case('i20-adapters-without-gradient', adapters_cut_off, 'NoGradientError',
+         r'of the \d+ trainable tensors of the tuning method received no gradient in training '
+         r'iteration 1, first: \[.backbone\.adapters\.', check=no_pth, issue20=True),
+    Case('i20-lora-alpha-0', backbone_cfg(swin_alias('LoRASwinTransformer', lora_alpha=0)),
+         'ValueError', r'LoRA: alpha must be a finite number > 0 or None, got 0', issue20=True),
+    Case('i20-adapter-zero-width',
+         backbone_cfg(swin_alias('AdapterSwinTransformer', adapter_hidden_dims=0)),
+         'ValueError', r'Adapter: hidden_dims must be a positive integer, got 0', issue20=True),
+    Case('i20-adaptformer-scale-inf',
+         backbone_cfg(swin_alias('AdaptFormerSwinTransformer', adapter_scale=float('inf'))),
+         'ValueError', r'AdaptFormer: scale must be a finite number > 0, got inf', issue20=True),
+    Case('i20-e3va-hidden-ratio-nan', backbone(adapter_hidden_ratio=float('nan')),
+         'ValueError', r'E3VA: hidden_ratio must be a finite number > 0, got nan', issue20=True),
+    Case('i20-m2ist-scale-0', method_cfg(dict(type='M2IST', scale=0.0)), 'ValueError',
+         r'M2IST: scale must be a finite number > 0, got 0\.0', issue20=True),
+    Case('i20-method-none', backbone_cfg(resnet_backbone(method=None)), 'TypeError',
+         r'TunedBackbone: method must be a method name .* got None', issue20=True),
+    Case('i20-method-8', backbone_cfg(resnet_backbone(method=8)), 'TypeError',
+         r'TunedBackbone: method must be a method name .* got 8', issue20=True),
+    Case('i20-swin-alias-rank', backbone_cfg(swin_alias('LoRandSwinTransformer', rank=16)),
+         'TypeError', r"LoRandSwinTransformer: unknown options \['rank'\].*rank is spelled "
+         r'adapter_rank here', issue20=True),
+    Case('i20-resume-swaps-method',
+         lambda c: resume_into(c, swin_alias('LoRandSwinTransformer', adapter_rank=4)),
+         'CheckpointMismatchError', r'cannot resume from .*source\.pth: it was written from '
+         r'another model \(TunedBackbone\(mmdet\.SwinTransformer, E3VA\)\) than this run builds '
+         r'\(TunedBackbone\(mmdet\.SwinTransformer, LoRand\)\).*backbone\.adapters\..*'
+         r'load_from=', check=no_pth, issue20=True),
+    Case('i20-resume-into-lora', lambda c: resume_into(c, swin_alias('LoRASwinTransformer',
+                                                                    lora_rank=4)),
+         'CheckpointMismatchError', r'cannot resume from .*E3VA.*LoRA.*backbone\.lora\.',
+         check=no_pth, issue20=True),
+    Case('i20-resume-other-model', other_model_training_checkpoint, 'CheckpointMismatchError',
+         r'cannot resume from .*other_model\.pth.*shape mismatches', check=no_pth,
+         issue20=True),
+    Case('i20-work-dir-in-use', work_dir_in_use, 'SystemExit',
+         r'work_dir .*work is in use by pid \d+ on this host', check=no_pth, issue20=True),
+    Case('i20-pretrained-deeper-resnet', deeper_resnet_pretrained, 'KeyError',
+         r'ResNet: \d+ trunk weights in .*resnet34\.pth have no place in this model .*'
+         r'layer1\.2\.', issue20=True),
+    Case('i20-ground-emoji-phrase', lambda c: ground(c, text='\U0001F600\U0001F600'),
+         'SystemExit', r"phrase .* has no token the tokenizer knows \(it reads \['\[UNK\]'\]\)",
+         issue20=True),
+    Case('i20-ground-device-cuda-without-cuda', lambda c: ground_device(c, 'cuda'),
+         'SystemExit', r"--device: 'cuda': CUDA is not available on this machine",
+         issue20=True),
+    Case('i20-ground-device-gpu0', lambda c: ground_device(c, 'gpu0'), 'SystemExit',
+         r"--device: expected cpu, cuda or cuda:N, got 'gpu0'", issue20=True),
+    Case('i20-ground-image-is-folder', lambda c: ground(c, image=c.inputs), 'SystemExit',
+         r'image .*inputs is a folder, not a file', issue20=True),
+    Case('i20-ground-empty-image', lambda c: ground(c, image=c.write('empty.jpg', b'')),
+         'SystemExit', r'image .*empty\.jpg is an empty file \(0 bytes\)', issue20=True),
+    Case('i20-ground-huge-image', lambda c: ground(c, image=huge_png(c)), 'SystemExit',
+         r'huge\.png is 10000 x 10000 pixels \(100\.0 MP\), above the limit of 40 MP',
+         issue20=True),
+    Case('i20-resume-from-folder', lambda c: _train(c, '--resume', c.inputs), 'SystemExit',
+         r'inputs is a folder, not a checkpoint file', issue20=True),
     Case('cost-hook-unknown-memory-mode',
          lambda c: config_with(c, custom_hooks=[dict(type='TrainingCostHook', memory='gpu')]),
          'ValueError', r"memory must be one of .*'gpu'"),
@@ -576,3 +748,4 @@ def test_bad_input(case, shared, tmp_path):
 def test_the_table_covers_every_finding():
     assert len(CASES) >= 40
     assert {c.finding for c in CASES} >= set(range(1, 11))
+    assert sum(c.issue20 for c in CASES) >= 19

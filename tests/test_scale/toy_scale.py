@@ -33,12 +33,15 @@ TOY_BACKBONE = dict(type='E3VASwinTransformer', embed_dims=16, depths=(2, 2, 2, 
 
 @MODELS.register_module()
 class ToyTunedClassifier(BaseModel):
-    """Tuned Swin backbone, mean pool, linear head: ``(B, 3, H, W)`` -> ``(B, num_classes)``."""
+    """Tuned Swin (or ResNet) backbone, mean pool, linear head: ``(B, 3, H, W)`` ->
+    ``(B, num_classes)``."""
 
     def __init__(self, backbone: dict, num_classes: int = 3, init_cfg=None):
         super().__init__(data_preprocessor=dict(type='BaseDataPreprocessor'), init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
-        self.head = nn.Linear(self.backbone.module.num_features[-1], num_classes)
+        trunk = self.backbone.module
+        width = trunk.num_features[-1] if hasattr(trunk, 'num_features') else trunk.feat_dim
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, inputs, labels=None, mode='tensor'):
         logits = self.head(self.backbone(inputs)[-1].mean((2, 3)))

@@ -2,7 +2,7 @@
 bottleneck adapter after each branch of every block, inside the residual stream."""
 from ..layers import BottleneckAdapter, add_serial_adapter
 from ..registry import TUNING_METHODS
-from .base import ACTIVATIONS, TuningMethod
+from .base import ACTIVATIONS, TuningMethod, check_option
 
 __all__ = ['Adapter']
 
@@ -32,6 +32,7 @@ class Adapter(TuningMethod):
         super().__init__()
         if act not in ACTIVATIONS:
             raise ValueError(f'Adapter: act must be one of {sorted(ACTIVATIONS)}, got {act!r}')
+        check_option(type(self).__name__, 'hidden_dims', hidden_dims, integer=True)
         self.hidden_dims, self.act = hidden_dims, act
 
     def make_adapter(self, block):

@@ -1,7 +1,7 @@
 """AdaptFormer (Chen et al., NeurIPS 2022): a scaled bottleneck beside every block's MLP."""
 from ..layers import BottleneckAdapter, add_parallel_adapter
 from ..registry import TUNING_METHODS
-from .base import TuningMethod
+from .base import TuningMethod, check_option
 
 __all__ = ['AdaptFormer']
 
@@ -27,6 +27,8 @@ class AdaptFormer(TuningMethod):
 
     def __init__(self, hidden_dims: int = 128, scale: float = 0.1):
         super().__init__()
+        check_option('AdaptFormer', 'hidden_dims', hidden_dims, integer=True)
+        check_option('AdaptFormer', 'scale', scale)
         self.hidden_dims, self.scale = hidden_dims, scale
 
     def attach(self, family) -> None:

@@ -7,16 +7,40 @@ state-dict keys read ``<layers_name>.<stage>.<block>.<branch>...`` (e.g.
 modules with forward hooks; :meth:`TuningMethod.forward` runs the backbone. Freezing, eval mode,
 weights and the summary line belong to :class:`~mmsidetune.tuners.TunedBackbone` (docs/tuners.md).
 """
+import math
 from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
 from mmengine.model import ModuleList
 
-__all__ = ['TuningMethod', 'ACTIVATIONS']
+__all__ = ['TuningMethod', 'ACTIVATIONS', 'check_option']
 
 #: Activation names accepted by the adapter methods' ``act`` option.
 ACTIVATIONS = {'GELU': nn.GELU, 'ReLU': nn.ReLU}
+
+
+def check_option(owner: str, name: str, value, integer: bool = False,
+                 optional: bool = False) -> None:
+    """Refuse a numeric method option that is not a finite positive number (a positive integer
+    with ``integer``; None allowed with ``optional``): zero widths, ranks or scales make a method
+    train nothing, NaN / inf make every step non-finite.
+
+    Raises:
+        ValueError: naming ``owner``'s option ``name`` and the value.
+    """
+    if value is None and optional:
+        return
+    if integer:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        kind = 'a positive integer'
+    else:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and value > 0)
+        kind = 'a finite number > 0'
+    if not ok:
+        raise ValueError(f'{owner}: {name} must be {kind}{" or None" if optional else ""}, '
+                         f'got {value!r}')
 
 
 class TuningMethod(ModuleList):

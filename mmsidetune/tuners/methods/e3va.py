@@ -43,7 +43,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers import DualLowRankAdapter, lean_dual_lowrank_adapter
 from ..registry import TUNING_METHODS, register_method_variant
 from ..taps import TapRecorder
-from .base import TuningMethod
+from .base import TuningMethod, check_option
 
 __all__ = ['E3VA', 'DTYPES']
 
@@ -118,6 +118,9 @@ class E3VA(TuningMethod):
         if highway not in self.HIGHWAY_MODES:
             raise ValueError(f'E3VA: highway must be one of {self.HIGHWAY_MODES}, '
                              f'got {highway!r}')
+        check_option('E3VA', 'hidden_ratio', hidden_ratio)
+        check_option('E3VA', 'rank', rank, integer=True)
+        check_option('E3VA', 'num_branches', num_branches, integer=True)
         self.adapter_args = dict(hidden_ratio=hidden_ratio, rank=rank, num_branches=num_branches)
         self.highway_mode = highway
         self.tap_dtype = _dtype(tap_dtype, 'tap_dtype', allow_none=True)
@@ -232,7 +235,13 @@ class E3VA(TuningMethod):
         del x
         delta = None  # 'residual': this stage's highway
         for j, block in enumerate(family.stages[i] if with_adapters else []):
-            u = {name: taps.pop(f'{i}.{j}.{name}') for name in block.branches}
+            try:
+                u = {name: taps.pop(f'{i}.{j}.{name}') for name in block.branches}
+            except KeyError as e:
+                raise RuntimeError(
+                    f'E3VA: tap {e} was not recorded: the hooked module of block {j} of stage '
+                    f'{i} did not run its hooks (was it replaced after the model was built, '
+                    'outside TunedBackbone.forward?)') from None
             update = None
             for name, adapter in self[i][j].items():
                 a = self._adapt(adapter, u[name], block.channel_dim)

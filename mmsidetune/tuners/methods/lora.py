@@ -5,7 +5,7 @@ from mmengine.model import ModuleDict
 
 from ..layers import LoRAUpdate, add_parallel_adapter
 from ..registry import TUNING_METHODS
-from .base import TuningMethod
+from .base import TuningMethod, check_option
 
 __all__ = ['LoRA']
 
@@ -27,12 +27,13 @@ class LoRA(TuningMethod):
     Args:
         rank (int): rank ``r``. Defaults to 42 (the rank that meets the E3VA paper's LoRA
             budgets on Swin-B and Swin-L; the paper does not state it).
-        alpha (float, optional): scale numerator; None gives scale 1.
+        alpha (float, optional): scale numerator (finite, > 0); None gives scale 1.
         targets (sequence of str, optional): names of the family's linears to adapt; None:
             all of them.
 
     Raises:
-        ValueError: for an empty ``targets`` or a name the family's blocks do not have.
+        ValueError: for an empty ``targets`` or a name the family's blocks do not have; for a
+            ``rank`` that is not a positive integer or an ``alpha`` that is not finite and > 0.
     """
 
     name = 'lora'
@@ -45,6 +46,9 @@ class LoRA(TuningMethod):
         super().__init__()
         if targets is not None and not list(targets):
             raise ValueError('LoRA: targets must name at least one linear layer')
+        check_option('LoRA', 'rank', rank, integer=True)
+        # alpha = 0 scales the update by 0: no LoRA tensor would ever get a gradient
+        check_option('LoRA', 'alpha', alpha, optional=True)
         self.rank, self.alpha = rank, alpha
         self.targets = None if targets is None else tuple(targets)
 

@@ -5,6 +5,7 @@ from typing import Optional
 from ..layers import DualLowRankAdapter
 from ..registry import TUNING_METHODS
 from .adapter import Adapter
+from .base import check_option
 
 __all__ = ['LoRand']
 
@@ -33,6 +34,10 @@ class LoRand(Adapter):
     def __init__(self, hidden_ratio: float = 0.5, hidden_dims: Optional[int] = None,
                  rank: int = 8, num_branches: int = 2):
         super().__init__()
+        check_option('LoRand', 'hidden_ratio', hidden_ratio)
+        check_option('LoRand', 'hidden_dims', hidden_dims, integer=True, optional=True)
+        check_option('LoRand', 'rank', rank, integer=True)
+        check_option('LoRand', 'num_branches', num_branches, integer=True)
         self.adapter_args = dict(hidden_ratio=hidden_ratio, hidden_dims=hidden_dims, rank=rank,
                                  num_branches=num_branches)
 
