@@ -133,8 +133,10 @@ def merge_lora_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':
     current = model.state_dict(keep_vars=True)
     merged = {}  # several updates may share one weight (q and v rows of in_proj_weight)
     for layer in layers:
-        up = layer.update
-        w = merged.setdefault(layer.weight_key, current[layer.weight_key].detach().to(torch.float64, copy=True))
+        up, key = layer.update, layer.weight_key
+        if key not in merged:
+            merged[key] = current[key].detach().to(torch.float64, copy=True)
+        w = merged[key]
         delta = up.B.detach().double() @ up.A.detach().double()
         w[layer.rows if layer.rows is not None else slice(None)] += up.scaling * delta
     drop = {id(t) for _, bb in lora_backbones(model)

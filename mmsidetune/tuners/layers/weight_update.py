@@ -100,7 +100,8 @@ def frozen_weight(module: nn.Module, name: str) -> torch.Tensor:
 
 
 def weight_updates(module: nn.Module, name: str) -> List[tuple]:
-    """``[(start, stop, update)]`` (rows ``[start, stop)``) attached to ``module.<name>`` by :func:`add_weight_update`."""
+    """``[(start, stop, update)]`` (rows ``[start, stop)``) attached to ``module.<name>`` by
+    :func:`add_weight_update`."""
     if not parametrize.is_parametrized(module, name):
         return []
     return [e for p in module.parametrizations[name] if isinstance(p, _RowUpdates)
