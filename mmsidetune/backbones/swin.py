@@ -6,7 +6,9 @@
 method=dict(type='E3VA', rank=8))``: the same parameters, the same state-dict keys
 (``stages.*``, ``norm{i}.*``, ``highway.*``) and the same outputs, so every config and checkpoint
 of the earlier ``*SwinTransformer`` classes loads and trains unchanged. Every argument of mmdet's
-``SwinTransformer`` is taken, plus the method options below (old name -> method option).
+``SwinTransformer`` is taken, plus the method options below (old name -> method option). The
+baselines added later (Partial-1, BitFit, Mona) have aliases too, so that every paper config
+switches method by ``model.backbone.type`` alone.
 """
 import inspect
 
@@ -18,7 +20,8 @@ from ..tuners import BACKBONE_ALIASES, TunedBackbone
 __all__ = [
     'FullSwinTransformer', 'FrozenSwinTransformer', 'AdapterSwinTransformer',
     'LoRASwinTransformer', 'AdaptFormerSwinTransformer', 'LoRandSwinTransformer',
-    'E3VASwinTransformer', 'SWIN_ALIASES'
+    'E3VASwinTransformer', 'PartialSwinTransformer', 'BitFitSwinTransformer', 'MonaSwinTransformer',
+    'SWIN_ALIASES'
 ]
 
 
@@ -95,11 +98,22 @@ E3VASwinTransformer = _alias('E3VASwinTransformer', 'E3VA',
                              '``adapter_rank``, ``adapter_branches`` -> ``hidden_ratio``, '
                              '``rank``, ``num_branches``; ``highway``, ``tap_dtype``, '
                              '``recompute_trunk``, ``trunk_dtype`` as they are).')
+PartialSwinTransformer = _alias('PartialSwinTransformer', 'Partial',
+                                dict(partial_blocks='num_blocks'),
+                                'mmdet Swin, only its last block trained (method ``Partial``, '
+                                'Partial-1; ``partial_blocks`` -> ``num_blocks``).')
+BitFitSwinTransformer = _alias('BitFitSwinTransformer', 'BitFit', {},
+                               'mmdet Swin, only its biases trained (method ``BitFit``).')
+MonaSwinTransformer = _alias('MonaSwinTransformer', 'Mona',
+                             dict(adapter_hidden_dims='hidden_dims'),
+                             'mmdet Swin with Mona (method ``Mona``; ``adapter_hidden_dims`` -> '
+                             '``hidden_dims``).')
 
-#: method short name -> its Swin alias type
+#: method short name (configs/<name>/) -> its Swin alias type
 SWIN_ALIASES = {
     'full': 'FullSwinTransformer', 'frozen': 'FrozenSwinTransformer',
+    'partial': 'PartialSwinTransformer', 'bitfit': 'BitFitSwinTransformer',
     'adapter': 'AdapterSwinTransformer', 'lora': 'LoRASwinTransformer',
     'adaptformer': 'AdaptFormerSwinTransformer', 'lorand': 'LoRandSwinTransformer',
-    'e3va': 'E3VASwinTransformer'
+    'mona': 'MonaSwinTransformer', 'e3va': 'E3VASwinTransformer'
 }

@@ -94,7 +94,7 @@ class TunedBackbone(BaseModule):
             self.add_module(method.layers_name, method)
         self.tuning_method = method.name
         if method.freezes_trunk:
-            freeze_except(self, [p for m in self.trainable_modules() for p in m.parameters()])
+            freeze_except(self, self.trainable_parameters())
         self._cast_trunk(method.trunk_dtype)
         self.train(self.training)  # a frozen trunk is in eval mode from the start
         self._register_state_dict_hook(_upstream_keys)
@@ -121,6 +121,14 @@ class TunedBackbone(BaseModule):
             return [self]
         mods = [self._method] if self._method.layers_name else []
         return mods + (self.family.output_norms() if self._method.trains_output_norms else [])
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        """The parameters that train: those of :meth:`trainable_modules` and the trunk
+        parameters the method trains in place (Partial-1's last blocks, BitFit's biases)."""
+        params = [p for m in self.trainable_modules() for p in m.parameters()]
+        if self._method.freezes_trunk:
+            params += self._method.trunk_parameters(self.family)
+        return params
 
     @property
     def method(self):
@@ -161,6 +169,7 @@ class TunedBackbone(BaseModule):
         super().train(mode)
         if self._method.freezes_trunk:
             keep_frozen_in_eval(self.module)
+            self._method.train_trunk_part(self.family, mode)
         return self
 
     # ----------------------------------------------------------------- weights

@@ -17,7 +17,7 @@ import torch.nn as nn
 from mmengine.model import is_model_wrapper
 
 from .core import BackboneTuning, TunedBackbone
-from .layers import LoRAUpdate
+from .layers import LoRAUpdate, frozen_weight, weight_updates
 from .methods import LoRA
 from .registry import method_class
 
@@ -25,8 +25,10 @@ __all__ = ['LoRALayer', 'LoRAMergeError', 'lora_backbones', 'lora_layers',
            'merge_lora_state_dict', 'plain_backbone_config']
 
 #: One adapted layer: the state-dict key of the frozen weight ``W`` (out, in), the key prefix of
-#: its update (``backbone.lora.0.1.qkv``), the ``nn.Linear`` and its :class:`LoRAUpdate`.
-LoRALayer = namedtuple('LoRALayer', 'weight_key update_key linear update')
+#: its update (``backbone.lora.0.1.qkv``), the ``nn.Linear`` (or the module owning a weight read
+#: as a tensor, e.g. ``nn.MultiheadAttention``), its :class:`LoRAUpdate` and the rows of ``W`` it
+#: adds to (a slice, None for all).
+LoRALayer = namedtuple('LoRALayer', 'weight_key update_key linear update rows', defaults=(None, ))
 
 
 class LoRAMergeError(ValueError):
@@ -48,8 +50,9 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
     """Every LoRA update of ``model`` with the frozen linear layer it is attached to.
 
     The layer of update ``lora.<stage>.<block>.<target>`` is the family's
-    ``stages[stage][block].linears[target]``; the update must be attached to it by its forward
-    hook (so the merged weight is exactly what the forward computed).
+    ``stages[stage][block].linears[target]`` (the update must be attached to it by its forward
+    hook) or ``weights[target]`` (attached by parametrization), so the merged weight is exactly
+    what the forward computed.
 
     Raises:
         LoRAMergeError: no LoRA backbone in ``model``; an update whose layer is not an
@@ -72,6 +75,11 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
             for b, updates in enumerate(stage):
                 for target, update in updates.items():
                     where = f'{name + "." if name else ""}lora.{s}.{b}.{target}'
+                    if target in stages[s][b].weights:
+                        layers.append(_weight_layer(stages[s][b].weights[target], update, where,
+                                                    key_of))
+                        seen.add(id(update))
+                        continue
                     linear = stages[s][b].linears[target]
                     shape = (update.B.shape[0], update.A.shape[1])
                     if not isinstance(linear, nn.Linear) or tuple(linear.weight.shape) != shape:
@@ -89,6 +97,17 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
         raise LoRAMergeError(f'{len(stray)} LoRA updates outside a LoRA-tuned TunedBackbone, '
                              f'cannot tell which layer they adapt: {stray[:5]}')
     return layers
+
+
+def _weight_layer(spec, update, where, key_of) -> LoRALayer:
+    """The :class:`LoRALayer` of an update attached by parametrization to ``spec`` =
+    ``(module, parameter name, rows)``."""
+    module, param, rows = spec
+    weight = frozen_weight(module, param)
+    if not any(u is update for _, _, u in weight_updates(module, param)):
+        raise LoRAMergeError(f'{where} is not attached to its weight {key_of.get(id(weight))} '
+                             '(parametrization removed?)')
+    return LoRALayer(key_of[id(weight)], key_of[id(update.A)][:-len('.A')], module, update, rows)
 
 
 @torch.no_grad()
@@ -111,18 +130,23 @@ def merge_lora_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':
     """
     model = _unwrap(model)
     layers = lora_layers(model)
-    merged = {}
+    current = model.state_dict(keep_vars=True)
+    merged = {}  # several updates may share one weight (q and v rows of in_proj_weight)
     for layer in layers:
-        w, up = layer.linear.weight, layer.update
+        up, key = layer.update, layer.weight_key
+        if key not in merged:
+            merged[key] = current[key].detach().to(torch.float64, copy=True)
+        w = merged[key]
         delta = up.B.detach().double() @ up.A.detach().double()
-        merged[layer.weight_key] = (w.detach().double() + up.scaling * delta).to(w.dtype).cpu()
+        w[layer.rows if layer.rows is not None else slice(None)] += up.scaling * delta
     drop = {id(t) for _, bb in lora_backbones(model)
             for t in list(bb.method.parameters()) + list(bb.method.buffers())}
     state = OrderedDict()
-    for key, value in model.state_dict(keep_vars=True).items():
+    for key, value in current.items():
         if id(value) in drop:
             continue
-        state[key] = merged[key] if key in merged else value.detach().cpu().clone()
+        state[key] = (merged[key].to(value.dtype).cpu() if key in merged else
+                      value.detach().cpu().clone())
     return state
 
 

@@ -36,7 +36,7 @@ def method_class(name: str) -> type:
     if cls is not None:
         return cls
     for cls in TUNING_METHODS.module_dict.values():
-        if cls.name == name:
+        if cls.name == name or name in getattr(cls, 'aliases', ()):
             return cls
     known = sorted(c.name for c in TUNING_METHODS.module_dict.values())
     raise KeyError(f'unknown tuning method {name!r}; known: {known} (or their class names '

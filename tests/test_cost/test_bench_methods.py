@@ -1,4 +1,4 @@
-"""bench with the seven methods, --img-size and --amp."""
+"""bench with the ten methods, --img-size and --amp."""
 import importlib.util
 import os.path as osp
 
@@ -10,19 +10,25 @@ from mmengine.runner import Runner
 from mmsidetune.cost import run_bench, set_img_size, use_amp
 
 
-def test_all_methods_give_seven_rows_with_e3va_cheapest(repo_root):
-    # the bundled UperNet demo at 192x160: the cheapest of the bundled demos to step 7 times
+def test_all_methods_give_ten_rows_with_e3va_cheapest(repo_root):
+    # the bundled UperNet demo at 192x160: the cheapest of the bundled demos to step 10 times
     cfg = Config.fromfile(osp.join(repo_root, 'configs', 'e3va',
                                    'upernet_e3va-swin-mini_40i_bundled-seg-384x384.py'))
     rows = run_bench(cfg, ['all'], steps=1, warmup=0, batch_size=2, img_size=(192, 160),
                      progress=False)
     assert [r['method'] for r in rows] == [
-        'full', 'frozen', 'adapter', 'lora', 'adaptformer', 'lorand', 'e3va']
+        'full', 'frozen', 'partial-1', 'bitfit', 'adapter', 'lora', 'adaptformer', 'lorand',
+        'mona', 'e3va']
     by = {r['method']: r for r in rows}
     # CPU memory is a byte count (deterministic): frozen < E3VA < every in-stream method < full
-    in_stream = [by[m]['memory_mb'] for m in ('adapter', 'lora', 'adaptformer', 'lorand')]
+    in_stream = [by[m]['memory_mb'] for m in ('bitfit', 'adapter', 'lora', 'adaptformer',
+                                               'lorand', 'mona')]
     assert by['frozen']['memory_mb'] < by['e3va']['memory_mb'] < min(in_stream)
     assert max(in_stream) < by['full']['memory_mb']
+    # Partial-1's backward stops at its last block: it saves less than any in-stream method
+    assert by['partial-1']['saved_for_backward_mb'] < min(
+        by[m]['saved_for_backward_mb'] for m in ('bitfit', 'adapter', 'lora', 'adaptformer',
+                                                 'lorand', 'mona'))
     assert by['e3va']['memory_ratio'] == min(r['memory_ratio'] for r in rows
                                              if r['method'] != 'frozen')
 

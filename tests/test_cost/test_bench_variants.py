@@ -6,7 +6,8 @@ from mmsidetune.cost import BenchError, apply_method
 from mmsidetune.cost.bench import known_methods
 from mmsidetune.tuners import METHOD_VARIANTS
 
-SEVEN = ['full', 'frozen', 'adapter', 'lora', 'adaptformer', 'lorand', 'e3va']
+TEN = ['full', 'frozen', 'partial-1', 'bitfit', 'adapter', 'lora', 'adaptformer', 'lorand', 'mona',
+       'e3va']
 
 
 def test_variant_sets_backbone_type_and_options(demo_config):
@@ -25,9 +26,9 @@ def test_variant_sets_backbone_type_and_options(demo_config):
     assert METHOD_VARIANTS['e3va-lowmem'][1]['trunk_dtype'] == 'bfloat16'
 
 
-def test_all_is_the_seven_methods_and_unknown_variants_raise(demo_config):
+def test_all_is_the_ten_methods_and_unknown_variants_raise(demo_config):
     cfg = Config.fromfile(demo_config)
-    assert list(known_methods(cfg, variants=False)) == SEVEN
+    assert list(known_methods(cfg, variants=False)) == TEN
     assert set(METHOD_VARIANTS) <= set(known_methods(cfg))
     with pytest.raises(BenchError, match='unknown method'):
         apply_method(cfg, 'e3va-fast')

@@ -284,21 +284,22 @@ VIT = dict(img_size=(32, 32), patch_size=8, embed_dims=32, num_layers=2, num_hea
 @pytest.mark.skipif(family_for_type('mmseg.VisionTransformer') is None,
                     reason='no ViT family registered (mmsidetune/tuners/families/vit.py)')
 def test_merge_vit_every_target():
-    """mmseg's VisionTransformer: for each LoRA target of the family, the merged weights in the
-    untouched VisionTransformer give the LoRA model's outputs. A target whose hook never runs
-    (a layer its parent does not call, e.g. nn.MultiheadAttention's out_proj, whose weight
-    F.multi_head_attention_forward reads directly) fails here: its update is merged but was
-    never applied."""
+    """mmseg's VisionTransformer: for each LoRA target of the family (the MLP's linears, adapted
+    by forward hooks, and the attention's q/k/v rows of the fused in_proj_weight and out_proj,
+    adapted by parametrization), and for the default q+v (two updates on one weight), the merged
+    weights in the untouched VisionTransformer give the LoRA model's outputs. A target whose
+    update is merged but never applied (or applied but not merged) fails here."""
     from mmseg.models.backbones import VisionTransformer
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     module = dict(type='mmseg.VisionTransformer', **VIT)
-    targets = list(TunedBackbone(module=module, method='lora').family.stages[0][0].linears)
-    assert targets
+    block = TunedBackbone(module=module, method='lora').family.stages[0][0]
+    targets = [[t] for t in list(block.linears) + list(block.weights)] + [None]
+    assert sorted(sum(targets[:-1], [])) == ['fc1', 'fc2', 'k', 'out', 'q', 'v']
     wrong = []
     for target in targets:
         torch.manual_seed(0)
         lora = TunedBackbone(module=module, method=dict(type='LoRA', rank=RANK, alpha=ALPHA,
-                                                        targets=[target]))
+                                                        targets=target))
         lora.init_weights()
         _randomize_lora(lora)
         lora.eval()

@@ -31,7 +31,7 @@ FAMILIES = {
                           out_indices=(1, 3), final_norm=True, drop_path_rate=0.1),
             (2, 3, 64, 64)),
 }
-IN_STREAM = ('adapter', 'lora', 'adaptformer', 'lorand')
+IN_STREAM = ('bitfit', 'adapter', 'lora', 'adaptformer', 'lorand', 'mona')
 
 
 def _methods(family):
@@ -61,25 +61,34 @@ def _loss(outs):
 
 
 def test_every_family_has_the_methods_that_apply():
-    assert _methods('swin') == ['full', 'frozen', 'adapter', 'lora', 'adaptformer', 'lorand',
-                                'e3va']
-    assert _methods('vit') == _methods('swin')
-    # ResNet blocks have no linear layer (LoRA) and no MLP (AdaptFormer): docs/backbones.md
-    assert _methods('resnet') == ['full', 'frozen', 'adapter', 'lorand', 'e3va']
+    assert _methods('swin') == ['full', 'frozen', 'partial-1', 'bitfit', 'adapter', 'lora',
+                                'adaptformer', 'lorand', 'mona', 'e3va']
+    # Mona needs a token grid without a class token (docs/methods/mona.md)
+    assert _methods('vit') == [m for m in _methods('swin') if m != 'mona']
+    # ResNet blocks have no linear layer (LoRA), no MLP (AdaptFormer) and no attention/MLP pair
+    # (Mona): docs/backbones.md
+    assert _methods('resnet') == ['full', 'frozen', 'partial-1', 'bitfit', 'adapter', 'lorand',
+                                  'e3va']
 
 
 @pytest.mark.parametrize('family,method', CASES)
 def test_only_the_method_trains_and_all_of_it_gets_gradients(family, method):
     model = _build(family, method).train()
-    trainable = {id(p) for m in model.trainable_modules() for p in m.parameters()}
+    trainable = {id(p) for p in model.trainable_parameters()}
     for p in model.parameters():
         assert p.requires_grad == (id(p) in trainable)
     if method == 'frozen':
         assert not trainable
         assert not any(o.requires_grad for o in model(_input(family)))
         return
-    if method != 'full':  # the frozen trunk stays in eval mode
-        assert not model.module.training and all(not m.training for m in model.module.modules())
+    if method != 'full':  # the frozen trunk stays in eval mode (Partial-1: but its last block)
+        trained = {id(m) for b in model.family.blocks()[-1:] for m in b.module.modules()}
+        fixed_bn = getattr(model.module, 'norm_eval', False)  # upstream norm_eval holds
+        for m in model.module.modules():
+            bn = isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            assert m.training == (method == 'partial-1' and id(m) in trained
+                                  and not (bn and fixed_bn)), type(m).__name__
+        assert not model.module.training
     _loss(model(_input(family))).backward()
     for name, p in model.named_parameters():
         if id(p) in trainable:
@@ -91,7 +100,9 @@ def test_only_the_method_trains_and_all_of_it_gets_gradients(family, method):
 def _zero_grad_ok(name):
     # at init a zero up-projection blocks the gradient of the layers before it (as in every
     # zero-initialised adapter): down-projections and LoRA's A get exactly zero
-    return any(k in name for k in ('.down.', '.A', '.Q', '.K', 'down.P', 'down.bias'))
+    # (Mona: everything before project2)
+    return any(k in name for k in ('.down.', '.A', '.Q', '.K', 'down.P', 'down.bias',
+                                   '.project1.', '.adapter_conv.', '.norm.', '.gamma'))
 
 
 @pytest.mark.parametrize('family,method', CASES)

@@ -33,6 +33,9 @@ class BlockSpec:
             (``x + u``): E3VA taps it, serial adapters add ``A(u)`` to it.
         mlp: the MLP (``(..., d) -> (..., d)``) AdaptFormer's adapter runs beside, or None.
         linears: name -> ``nn.Linear`` LoRA may adapt.
+        weights: name -> ``(module, parameter name, rows)``: frozen weights LoRA may adapt that
+            their module reads as tensors, not by calling a layer (``nn.MultiheadAttention``'s
+            fused q/k/v rows of ``in_proj_weight``); ``rows`` a slice or None for all.
         shortcut: the projection shortcut of a residual block whose identity path changes shape
             (ResNet's first block of a stage), None for an identity shortcut.
         channel_dim: dimension of ``d`` in a branch output (-1 tokens, 1 feature maps).
@@ -45,6 +48,7 @@ class BlockSpec:
     branches: Dict[str, nn.Module]
     mlp: Optional[nn.Module] = None
     linears: Dict[str, nn.Linear] = field(default_factory=dict)
+    weights: Dict[str, Tuple[nn.Module, str, Optional[slice]]] = field(default_factory=dict)
     shortcut: Optional[nn.Module] = None
     channel_dim: int = -1
     clone_taps: bool = False

@@ -4,10 +4,12 @@ A layer computes ``x -> x + a -> (x + a) + m`` (pre-norm) with
 ``a = attn.dropout_layer(attn.proj_drop(MHA(norm1(x))))`` (mmcv ``MultiheadAttention``) and
 ``m = ffn.dropout_layer(ffn.gamma2(ffn.layers(norm2(x + a))))`` (mmcv ``FFN``): the branches
 are read at ``attn.dropout_layer`` and ``ffn.dropout_layer`` (both modules run in eval mode:
-``Dropout``/``DropPath`` or ``nn.Identity``). AdaptFormer runs beside ``ffn.layers``; LoRA adapts
-``fc1 = ffn.layers[0][0]`` and ``fc2 = ffn.layers[1]``. The attention's output projection is not a
-LoRA target: ``nn.MultiheadAttention`` reads ``out_proj.weight`` as a tensor (its forward hook
-never runs) and its q/k/v projection is one fused parameter.
+``Dropout``/``DropPath`` or ``nn.Identity``). AdaptFormer runs beside ``ffn.layers``. LoRA's
+targets: the linears ``fc1 = ffn.layers[0][0]`` and ``fc2 = ffn.layers[1]`` (forward hooks), and
+the attention's weights ``q``, ``k``, ``v`` (rows ``[0, d)``, ``[d, 2d)``, ``[2d, 3d)`` of
+``nn.MultiheadAttention``'s fused ``in_proj_weight``) and ``out`` (``out_proj.weight``), which
+``F.multi_head_attention_forward`` reads as tensors: they are adapted by parametrization
+(:func:`~mmsidetune.tuners.layers.add_weight_update`).
 
 Outputs: the stream after layer ``i`` for ``i`` in ``out_indices`` (the final norm ``norm1`` on
 the last layer when ``final_norm``), without the class token, as ``(B, C, H / p, W / p)``.
@@ -73,8 +75,20 @@ class ViTFamily(BackboneFamily):
             stages.append([BlockSpec(
                 module=layer, width=layer.attn.embed_dims,
                 branches=dict(attn=layer.attn.dropout_layer, mlp=ffn.dropout_layer),
-                mlp=ffn.layers, linears=dict(fc1=ffn.layers[0][0], fc2=ffn.layers[1]))])
+                mlp=ffn.layers, linears=dict(fc1=ffn.layers[0][0], fc2=ffn.layers[1]),
+                weights=self._attention_weights(layer.attn.attn))])
         return stages
+
+    @staticmethod
+    def _attention_weights(mha: nn.MultiheadAttention) -> dict:
+        """q/k/v rows of the fused ``in_proj_weight`` and ``out_proj.weight``."""
+        if not getattr(mha, '_qkv_same_embed_dim', False) or mha.in_proj_weight is None:
+            return {}  # separate q/k/v projections (kdim/vdim set): not mmseg's ViT
+        d = mha.embed_dim
+        weights = {name: (mha, 'in_proj_weight', slice(i * d, (i + 1) * d))
+                   for i, name in enumerate(('q', 'k', 'v'))}
+        weights['out'] = (mha.out_proj, 'weight', None)
+        return weights
 
     def out_stages(self) -> List[int]:
         return sorted(self.module.out_indices)

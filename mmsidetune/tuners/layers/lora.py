@@ -49,6 +49,11 @@ class LoRAUpdate(nn.Module):
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         nn.init.zeros_(self.B)
 
+    def delta_weight(self) -> torch.Tensor:
+        """The update as a weight, ``(alpha / r) B A``: ``(out_features, in_features)``."""
+        delta = self.B @ self.A
+        return delta if self.scaling == 1.0 else delta * self.scaling
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(F.linear(x, self.A), self.B)
         return out if self.scaling == 1.0 else out * self.scaling

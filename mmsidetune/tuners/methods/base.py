@@ -8,7 +8,7 @@ modules with forward hooks; :meth:`TuningMethod.forward` runs the backbone. Free
 weights and the summary line belong to :class:`~mmsidetune.tuners.TunedBackbone` (docs/tuners.md).
 """
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -48,6 +48,8 @@ class TuningMethod(ModuleList):
 
     Attributes:
         name (str): short name used by bench and the logs (``'e3va'``).
+        aliases (tuple[str]): other short names :func:`~mmsidetune.tuners.method_class` accepts
+            (``'partial'`` for ``'partial-1'``).
         layers_name (str, optional): attribute under which a model holds the layers (the
             state-dict prefix: ``'highway'``, ``'adapters'``, ``'lora'``); None for a method
             without layers.
@@ -60,6 +62,7 @@ class TuningMethod(ModuleList):
     """
 
     name = ''
+    aliases: Tuple[str, ...] = ()
     layers_name: Optional[str] = 'adapters'
     freezes_trunk = True
     trains_output_norms = True
@@ -82,6 +85,14 @@ class TuningMethod(ModuleList):
         if reason:
             raise ValueError(f'{type(self).__name__} does not apply to the {family.name} family: '
                              f'{reason}')
+
+    def trunk_parameters(self, family) -> List[nn.Parameter]:
+        """Trunk parameters this method trains in place (default: none; the trunk is frozen)."""
+        return []
+
+    def train_trunk_part(self, family, mode: bool) -> None:
+        """Called by ``TunedBackbone.train()`` after the trunk is put in eval mode: a method that
+        trains part of the trunk puts that part in ``mode`` (default: nothing)."""
 
     def reset_parameters(self) -> None:
         """Re-draw every layer's initialisation (zero-initialised ones are zero again)."""

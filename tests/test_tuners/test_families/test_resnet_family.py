@@ -229,7 +229,8 @@ def test_methods_that_do_not_apply_say_why():
     with pytest.raises(ValueError, match='no MLP'):
         TunedBackbone(module=copy.deepcopy(upstream), method='adaptformer')
     cfg = dict(backbone=dict(type='ResNet', depth=50))
-    assert BackboneTuning().methods(cfg) == ['full', 'frozen', 'adapter', 'lorand', 'e3va']
+    assert BackboneTuning().methods(cfg) == ['full', 'frozen', 'partial-1', 'bitfit', 'adapter',
+                                             'lorand', 'e3va']
 
 
 def test_frozen_trunk_methods_refuse_frozen_stages():

@@ -184,7 +184,8 @@ def test_e3va_saves_less_than_every_in_stream_method(case):
 def test_every_method_applies_and_bench_lists_them():
     cfg = dict(backbone=dict(type='VisionTransformer', **TINY))
     assert BackboneTuning().methods(cfg) == [
-        'full', 'frozen', 'adapter', 'lora', 'adaptformer', 'lorand', 'e3va']
+        'full', 'frozen', 'partial-1', 'bitfit', 'adapter', 'lora', 'adaptformer', 'lorand',
+        'e3va']
     init_default_scope('mmseg')
     model = MODELS.build(dict(type='TunedBackbone', module=dict(type='VisionTransformer', **TINY),
                               method='e3va'))

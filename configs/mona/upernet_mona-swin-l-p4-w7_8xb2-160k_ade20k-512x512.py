@@ -1,0 +1,8 @@
+# Mona: two multi-cognitive visual adapters per block, after attention and after the MLP
+# (docs/methods/mona.md).
+# UperNet, Swin-L, ADE20K 160k 512x512: the E3VA config of the same setup
+# (recipe, data, pretrained trunk); only model.backbone.type changes.
+# Reported (V-PETL Bench README, dense prediction tables): 51.36 mIoU.
+_base_ = '../e3va/upernet_e3va-swin-l-p4-w7_8xb2-160k_ade20k-512x512.py'
+
+model = dict(backbone=dict(type='MonaSwinTransformer'))

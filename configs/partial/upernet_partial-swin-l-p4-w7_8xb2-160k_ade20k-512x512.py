@@ -1,0 +1,8 @@
+# Partial-1: only the last Swin block trains (12.60 M on Swin-B, 28.34 M on Swin-L); the
+# frozen blocks before it run without autograd (docs/methods/partial.md).
+# UperNet, Swin-L, ADE20K 160k 512x512: the E3VA config of the same setup
+# (recipe, data, pretrained trunk); only model.backbone.type changes.
+# Reported (V-PETL Bench README, dense prediction tables): 47.44 mIoU.
+_base_ = '../e3va/upernet_e3va-swin-l-p4-w7_8xb2-160k_ade20k-512x512.py'
+
+model = dict(backbone=dict(type='PartialSwinTransformer'))
