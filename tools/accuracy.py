@@ -12,7 +12,7 @@ already there and runs only the missing or failed methods), then DIR/accuracy.md
 DIR/accuracy.png. docs/accuracy.md explains the task and the numbers.
 
 Presets (168 x 168 images, batch 4):
-  default  --iters 400 --val-interval 100, three learning rates per method
+  default  --iters 200 --val-interval 50, three learning rates per method (600 iterations)
   --quick  --iters 80 --val-interval 40, one learning rate per method (the middle of each
            default sweep, i.e. the papers' recipe; not a measured choice)
 """
@@ -33,7 +33,7 @@ from mmsidetune.cost.accuracy import (DEFAULT_LRS, format_accuracy_table, load_r
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'accuracy',
                           'fcn_e3va-dinov2-s-p14_1k_fmnist-composite-168x168.py')
-PRESETS = dict(default=dict(iters=400, val_interval=100, lrs=DEFAULT_LRS),
+PRESETS = dict(default=dict(iters=200, val_interval=50, lrs=DEFAULT_LRS),
                quick=dict(iters=80, val_interval=40,
                           lrs={k: (v[len(v) // 2], ) for k, v in DEFAULT_LRS.items()}))
 

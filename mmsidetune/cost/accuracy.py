@@ -88,7 +88,8 @@ class CurveHook(Hook):
         metrics = dict(metrics or {})
         self.curve.append(_clean(dict(iter=runner.iter, mIoU=metrics.get('mIoU'),
                                       aAcc=metrics.get('aAcc'))))
-        print(f"{self.prefix} iter {runner.iter} dev mIoU {metrics.get('mIoU')}", flush=True)
+        print(f"{self.prefix} iter {runner.iter} dev mIoU {_pct(self.curve[-1]['mIoU'])}",
+              flush=True)
 
 
 def _train_one(cfg: Config, method: str, lr: float, iters: int, val_interval: int,
@@ -254,11 +255,15 @@ def run_accuracy(cfg: Config,
         atomic_write_bytes((json.dumps(dict(settings=settings, rows=rows), indent=1) +
                             '\n').encode(), path)
         if row['status'] == 'ok':
-            print(f"accuracy: {method}: val mIoU {row['val']['mIoU']} at lr {row['lr']:g} "
+            print(f"accuracy: {method}: val mIoU {_pct(row['val']['mIoU'])} at lr {row['lr']:g} "
                   f"({row['wall_s'] / 60:.1f} min)", flush=True)
         if on_row:
             on_row(row, rows)
     return rows
+
+
+def _pct(v) -> str:
+    return '-' if v is None else f'{v:.2f}'
 
 
 def format_accuracy_table(rows: List[dict]) -> str:
@@ -269,11 +274,12 @@ def format_accuracy_table(rows: List[dict]) -> str:
              'on dev) | dev mIoU per lr | val mIoU | val aAcc | val mAcc |',
              '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|']
     for r in ok:
-        sweep = ', '.join(f"{s['lr']:g}: {s['dev_mIoU']}" for s in r['sweep'])
+        sweep = ', '.join(f"{s['lr']:g}: {_pct(s['dev_mIoU'])}" for s in r['sweep'])
         v = r['val']
         lines.append(f"| {r['method']} | {r['trainable_params'] / 1e6:.3f} | "
                      f"{r['tuning_pct']:.2f} | {r['memory_mb']:.0f} | {r['step_ms']:.0f} | "
-                     f"{r['lr']:g} | {sweep} | {v['mIoU']} | {v['aAcc']} | {v['mAcc']} |")
+                     f"{r['lr']:g} | {sweep} | {_pct(v['mIoU'])} | {_pct(v['aAcc'])} | "
+                     f"{_pct(v['mAcc'])} |")
     failed = [r for r in rows if r.get('status') != 'ok']
     for r in failed:
         lines.append(f"| {r['method']} | failed: {r.get('error', '?')[:120]} |||||||||")
@@ -284,7 +290,7 @@ def format_accuracy_table(rows: List[dict]) -> str:
                   '|---|' + '---:|' * len(classes)]
         for r in ok:
             lines.append(f"| {r['method']} | " + ' | '.join(
-                str(r['val']['per_class_iou'].get(c)) for c in classes) + ' |')
+                _pct(r['val']['per_class_iou'].get(c)) for c in classes) + ' |')
     return '\n'.join(lines)
 
 
