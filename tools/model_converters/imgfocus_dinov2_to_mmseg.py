@@ -190,8 +190,7 @@ def verify(onnx_path: str, state: Dict[str, torch.Tensor], cfg: dict, photo: np.
     sess = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
     ref = sess.run([LAST_NORM_OUTPUT], {sess.get_inputs()[0].name: photo})[0][:, 1:]
     vit = VisionTransformer(**{k: v for k, v in cfg.items() if k != 'type'})
-    missing, unexpected = vit.load_state_dict(state, strict=True), None
-    del missing, unexpected
+    vit.load_state_dict(state, strict=True)
     vit.eval()
     with torch.no_grad():
         out = vit(torch.from_numpy(photo))[-1]  # (1, C, h, w)
@@ -220,7 +219,7 @@ def main(argv: Optional[list] = None) -> None:
             raise ConvertError(f'ONNX file not found: {args.onnx}')
         named, matmul, pos_cls, pos_grid = read_onnx(args.onnx)
         state = convert(named, matmul, pos_cls, pos_grid)
-        embed, heads_dim = state['cls_token'].shape[-1], 64
+        embed, heads_dim = state['cls_token'].shape[-1], 64  # DINOv2's head width (S/14: 6)
         grid = int(round((pos_grid.shape[1])**0.5))
         cfg = vit_config(embed, sum(k.endswith('attn.attn.in_proj_weight') for k in state),
                          embed // heads_dim, grid,
