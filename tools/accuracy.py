@@ -57,7 +57,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', nargs='?', default=DEFAULT_CONFIG)
-    parser.add_argument('--quick', action='store_true', help='the 15-minute-per-run preset')
+    parser.add_argument('--quick', action='store_true',
+                        help='80 iterations at one learning rate per method (docs/accuracy.md)')
     parser.add_argument('--methods', default='all',
                         help="comma-separated methods, or 'all' (every registered method for the "
                         'backbone plus e3va-bf16-taps, e3va-recompute, e3va-lowmem)')
