@@ -33,6 +33,6 @@ optim_wrapper = dict(
         }))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=-1, save_last=False))
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters))
 custom_hooks = [dict(type='FiniteLossHook')]
 randomness = dict(seed=0)

@@ -13,6 +13,7 @@ train_dataloader = dict(dataset=_data)
 val_dataloader = dict(dataset=_data)
 test_dataloader = dict(dataset=_data)
 train_cfg = dict(max_iters=200, val_interval=50)
+default_hooks = dict(checkpoint=dict(interval=200))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=200, eta_min_ratio=0.01)
