@@ -1,4 +1,4 @@
 """Evaluation; importing registers the metrics in mmengine's root ``METRICS``."""
-from .metrics import GroundingAccuracy
+from .metrics import ConfusionIoUMetric, GroundingAccuracy
 
-__all__ = ['GroundingAccuracy']
+__all__ = ['GroundingAccuracy', 'ConfusionIoUMetric']
