@@ -158,11 +158,21 @@ def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
         CheckpointMismatchError: keys of the model missing from the file, keys of the file
             the model has no place for, or shape mismatches (the first five of each).
     """
-    import re
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f'checkpoint {path} holds no state dict '
                                       f'(a {type(checkpoint).__name__})')
+    problems = _state_dict_problems(model, state)
+    if problems:
+        raise CheckpointMismatchError(
+            f'checkpoint {path} does not fit {type(model).__name__}: ' + '; '.join(problems))
+
+
+def _state_dict_problems(model, state: dict) -> list:
+    """How ``state`` (a saved state dict, DDP's ``module.`` prefix allowed) differs from
+    ``model.state_dict()``: tensors missing from the file, tensors with no place in the model,
+    shape mismatches (the first five of each, in words; empty when it fits)."""
+    import re
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
     own = model.state_dict()
     missing, unexpected, shapes = key_mismatch(own, state, tuple(OPTIONAL_KEY_SUFFIXES))
@@ -175,9 +185,7 @@ def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
                         f'first: {_listing(unexpected)}')
     if shapes:
         problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
-    if problems:
-        raise CheckpointMismatchError(
-            f'checkpoint {path} does not fit {type(model).__name__}: ' + '; '.join(problems))
+    return problems
 
 
 def describe_tuning(model_cfg) -> str:
@@ -231,20 +239,7 @@ def check_resume_fits(model, optim_wrapper, checkpoint: dict, path: str, run_cfg
         CheckpointMismatchError: naming both models' tuning, the first differing tensors and
             ``load_from`` as the way to start a new run from those weights.
     """
-    import re
-    state = checkpoint.get('state_dict', {})
-    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-    own = model.state_dict()
-    missing, unexpected, shapes = key_mismatch(own, state, tuple(OPTIONAL_KEY_SUFFIXES))
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} tensors of this model not in the file, first: '
-                        f'{_listing(missing)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} tensors of the file not in this model, first: '
-                        f'{_listing(unexpected)}')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
+    problems = _state_dict_problems(model, checkpoint.get('state_dict', {}))
     saved_opt = checkpoint.get('optimizer')
     if not problems and optim_wrapper is not None and isinstance(saved_opt, dict):
         from mmengine.optim import OptimWrapperDict
