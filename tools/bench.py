@@ -8,9 +8,13 @@ DIR/bench.json, DIR/bench.md and DIR/bench.png. The default CONFIG is the small 
 R-CNN on the bundled real photos.
 """
 import argparse
+import datetime
+import os
 import os.path as osp
 import platform
+import shlex
 import sys
+from importlib import metadata
 
 import torch
 from mmengine.config import Config, DictAction
@@ -74,6 +78,24 @@ def _methods(text):
     return text
 
 
+def _command(argv):
+    """The command line as typed from the repository root (with ``OMP_NUM_THREADS`` if set)."""
+    env = [f'OMP_NUM_THREADS={os.environ["OMP_NUM_THREADS"]}'] if 'OMP_NUM_THREADS' in os.environ \
+        else []
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return ' '.join(env + ['python', 'tools/bench.py'] + [shlex.quote(a) for a in argv])
+
+
+def _versions():
+    found = []
+    for name in ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation'):
+        try:
+            found.append(f'{name} {metadata.version(name)}')
+        except metadata.PackageNotFoundError:
+            pass
+    return ', '.join(found)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,9 +153,11 @@ def main(argv=None):
     except BenchError as e:  # bad input; anything else keeps its traceback
         sys.exit(f'bench: {e}')
     device = args.device if args.device == 'cpu' else torch.cuda.get_device_name(args.device)
-    meta = dict(config=osp.relpath(args.config), device=device,
-                machine=f'{platform.machine()}, {torch.get_num_threads()} threads',
-                torch=torch.__version__, steps=f'{args.warmup} warm-up + {args.steps} timed',
+    meta = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+                command=_command(argv), config=osp.relpath(args.config), device=device,
+                machine=f'{platform.machine()}, {os.cpu_count()} cores, '
+                f'{torch.get_num_threads()} threads',
+                versions=_versions(), steps=f'{args.warmup} warm-up + {args.steps} timed',
                 batch_size=args.batch_size or cfg.train_dataloader.batch_size,
                 img_size=('%dx%d (W x H, resized before packing)' % args.img_size
                           if args.img_size else 'as the config pipeline'),

@@ -27,7 +27,7 @@ from .accounting import MB, SavedTensorMeter, StepTimer, count_parameters
 from .memory import CATEGORIES, StepMemory, StepMemoryMeter
 
 __all__ = ['BenchError', 'apply_method', 'set_img_size', 'use_amp', 'run_bench', 'write_report',
-           'format_table', 'known_methods']
+           'read_report', 'format_table', 'known_methods']
 
 
 class BenchError(ValueError):
@@ -332,20 +332,52 @@ def format_table(rows: List[Dict]) -> str:
 
 
 def write_report(rows: List[Dict], out_dir: str, meta: Optional[Dict] = None) -> Dict[str, str]:
-    """Write ``bench.json`` (the rows), ``bench.md`` (table + run facts) and ``bench.png`` (bar
-    charts of the tuning share, the memory peak stacked by its split, and step time) into
-    ``out_dir``; return their paths."""
+    """Write ``bench.json`` (``{"meta": run facts, "rows": rows}``), ``bench.md`` (run facts +
+    table) and ``bench.png`` (bar charts of the tuning share, the memory peak stacked by its
+    split, and step time) into ``out_dir``; return their paths.
+
+    ``meta`` holds the run facts that a docs table cites (``tools/bench.py`` writes ``date``,
+    ``command``, ``machine``, ``device``, versions, ...); ``tools/bench_table.py`` rewrites the
+    measured tables of README/docs from this file (docs/cost_accounting.md).
+    """
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: osp.join(out_dir, f'bench.{k}') for k in ('json', 'md', 'png')}
     table = '\n'.join(f'- {k}: {v}' for k, v in (meta or {}).items())
     table = (table + '\n\n' if table else '') + format_table(rows) + '\n'
+    report = dict(meta=dict(meta or {}), rows=rows)
     # Each file is written whole under a temporary name, then renamed: never a half-written report.
-    for key, text in (('json', json.dumps(rows, indent=2) + '\n'), ('md', table)):
+    for key, text in (('json', json.dumps(report, indent=2) + '\n'), ('md', table)):
         atomic_write_bytes(text.encode(), paths[key])
     tmp_png = paths['png'][:-len('.png')] + '.tmp.png'  # matplotlib picks the format by extension
     _plot(rows, tmp_png, title=(meta or {}).get('config', ''))
     os.replace(tmp_png, paths['png'])
     return paths
+
+
+def read_report(path: str) -> Tuple[Dict, List[Dict]]:
+    """``(meta, rows)`` of a ``bench.json`` written by :func:`write_report`; a file of an earlier
+    release (a bare list of rows) gives empty ``meta``.
+
+    Raises:
+        ValueError: naming ``path``, when it cannot be read or parsed, or holds neither form, or
+            a row without ``method``.
+    """
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'cannot read bench report {path}: {e}') from None
+    if isinstance(data, list):
+        meta, rows = {}, data
+    elif isinstance(data, dict) and isinstance(data.get('rows'), list):
+        meta, rows = data.get('meta') or {}, data['rows']
+    else:
+        raise ValueError(f'{path}: not a bench report (expected {{"meta": ..., "rows": [...]}} '
+                         'as tools/bench.py writes)')
+    bad = [i for i, r in enumerate(rows) if not isinstance(r, dict) or 'method' not in r]
+    if bad:
+        raise ValueError(f'{path}: rows {bad} have no "method"')
+    return meta, rows
 
 
 def _plot(rows: List[Dict], path: str, title: str = '') -> None:

@@ -21,7 +21,9 @@ peak into :data:`CATEGORIES` = parameters, gradients, optimizer state, activatio
   never touches are live as well: they are added to ``parameters`` (and the peak) so that the
   count covers the whole model.
 
-The profiler slows the step several times: measure memory and time on different steps.
+The profiler slows the step several times: measure memory and time on different steps. The lines
+its C++ side prints for every profiled step are kept out of the console
+(:mod:`mmsidetune.cost.quiet`).
 """
 import dataclasses
 from typing import Dict, Optional
@@ -30,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from .accounting import MB, optimizer_state_bytes, parameter_bytes, unwrap_model
+from .quiet import CppWarningsOff, dropped_profiler_lines
 
 __all__ = ['CATEGORIES', 'PROFILER_CATEGORY_MAP', 'StepMemory', 'StepMemoryMeter', 'model_device']
 
@@ -127,6 +130,7 @@ class StepMemoryMeter:
             raise ValueError(f'StepMemoryMeter measures CPU or CUDA devices, got {self.device}')
         self.result: Optional[StepMemory] = None
         self._prof = None
+        self._quiet = CppWarningsOff()
         self._others = 0
         self._running = False
 
@@ -163,11 +167,21 @@ class StepMemoryMeter:
         from torch.profiler import ProfilerActivity, profile
         self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True,
                              record_shapes=True, with_stack=True)
-        self._prof.__enter__()
+        self._quiet.start()
+        try:
+            with dropped_profiler_lines():
+                self._prof.__enter__()
+        except BaseException:
+            self._quiet.stop()
+            raise
 
     def _stop_cpu(self) -> StepMemory:
         prof, self._prof = self._prof, None
-        prof.__exit__(None, None, None)
+        try:
+            with dropped_profiler_lines():
+                prof.__exit__(None, None, None)
+        finally:
+            self._quiet.stop()
         peak, split = timeline_peak(prof._memory_profile(), self.device)
         if self.model is not None:
             # parameters the step never touched are not in the profile but are live all the same
@@ -205,8 +219,12 @@ class StepMemoryMeter:
         if exc_type is not None:  # close the profiler, report nothing
             self._running = False
             if self._prof is not None:
-                self._prof.__exit__(exc_type, exc, tb)
-                self._prof = None
+                try:
+                    with dropped_profiler_lines():
+                        self._prof.__exit__(exc_type, exc, tb)
+                finally:
+                    self._prof = None
+                    self._quiet.stop()
             return
         self.stop()
 

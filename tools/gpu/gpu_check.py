@@ -167,12 +167,13 @@ def merge_benches(tmp_dir: str, out_dir: str) -> list:
         if not osp.isfile(osp.join(src, 'bench.json')):
             continue
         with open(osp.join(src, 'bench.json')) as f:
-            merged[section] = json.load(f)
+            merged[section] = json.load(f)  # {"meta", "rows"} (a bare list before 2026-12-07)
+        rows = merged[section]['rows'] if isinstance(merged[section], dict) else merged[section]
         with open(osp.join(src, 'bench.md')) as f:
             md.append(f'## {section}\n\n{f.read().strip()}\n')
         if osp.isfile(osp.join(src, 'bench.png')):
             pngs.append(osp.join(src, 'bench.png'))
-        for row in merged[section]:  # bench.json: one row per method
+        for row in rows:  # one row per method
             lines.append(f'  {section:<13} {row["method"]:<22} {row["memory_mb"]:>9.1f} MB '
                          f'{row["step_ms"]:>9.1f} ms')
     if merged:
