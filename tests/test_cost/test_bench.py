@@ -33,8 +33,9 @@ def test_bench_rows_ratios_and_report(demo_config, tmp_path):
         params_mb = r['total_params'] * 4 / 2**20
         assert r['memory_mb'] >= r['saved_for_backward_mb'] + params_mb
         assert split['parameters'] == pytest.approx(params_mb)
-    paths = write_report(rows, str(tmp_path), dict(config=demo_config))
-    loaded = json.load(open(paths['json']))
+    paths = write_report(rows, str(tmp_path), dict(config=demo_config, date='2026-12-07'))
+    assert json.load(open(paths['json']))['meta'] == dict(config=demo_config, date='2026-12-07')
+    loaded = json.load(open(paths['json']))['rows']
     for key in ('method', 'trainable_params', 'trainable_pct', 'memory_mb', 'step_ms',
                 'memory_ratio', 'time_ratio', 'memory_breakdown_mb', 'saved_for_backward_mb',
                 'tuning_pct', 'tuning_convention'):
