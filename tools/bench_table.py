@@ -75,7 +75,7 @@ def paper_table(setup, rows, marks=None, short=False):
     lines = ['| method | ours (MB) | ' + split_head + 'ours vs full | ours above frozen | '
              'paper (MB) | paper vs full | paper above frozen |' + ('' if short else
                                                                     ' ours / paper |'),
-             '|---|' + '---:|' * (6 if short else len(CATEGORIES) + 9)]
+             '|---|' + '---:|' * (6 if short else len(CATEGORIES) + 8)]
     for r in rows:
         method = r['method']
         ours = r['memory_mb']
