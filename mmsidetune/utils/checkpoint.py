@@ -23,7 +23,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
            'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
-           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES']
+           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES', 'load_weights',
+           'unwrap_model']
 
 # State-dict entries a checkpoint may lack or carry extra without being another model's:
 # BatchNorm's step counter (absent from old files, unused by eval and by momentum-based BN).
@@ -129,7 +130,15 @@ class CheckpointMismatchError(ValueError):
 
 
 def _listing(keys, limit: int = 5) -> str:
+    """The first ``limit`` of ``keys`` and how many more, for an error message."""
     return f'{keys[:limit]}{f" and {len(keys) - limit} more" if len(keys) > limit else ""}'
+
+
+def unwrap_model(model):
+    """The model inside an mmengine model wrapper (``MMDistributedDataParallel`` ...), or
+    ``model`` itself."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
 
 
 def key_mismatch(own: dict, state: dict, optional: tuple = ()):
@@ -214,7 +223,7 @@ def _optimizer_mismatch(optimizer, state: dict, names: dict) -> list:
     for i, p in enumerate(params):
         for k, v in saved.get(i, {}).items():
             if hasattr(v, 'shape') and v.dim() and tuple(v.shape) != tuple(p.shape):
-                problems.append(f'{names.get(id(p), f"param {i}")}: state {k} '
+                problems.append(f'{names.get(p, f"param {i}")}: state {k} '
                                 f'{tuple(v.shape)} vs parameter {tuple(p.shape)}')
                 break
     return problems
@@ -243,7 +252,7 @@ def check_resume_fits(model, optim_wrapper, checkpoint: dict, path: str, run_cfg
     saved_opt = checkpoint.get('optimizer')
     if not problems and optim_wrapper is not None and isinstance(saved_opt, dict):
         from mmengine.optim import OptimWrapperDict
-        names = {id(p): n for n, p in model.named_parameters()}
+        names = {p: n for n, p in model.named_parameters()}  # an optimizer holds tensors
         wrappers = (dict(optim_wrapper.items()) if isinstance(optim_wrapper, OptimWrapperDict)
                     else {'': optim_wrapper})
         for key, wrapper in wrappers.items():
@@ -268,3 +277,59 @@ def check_resume_fits(model, optim_wrapper, checkpoint: dict, path: str, run_cfg
         f'run builds ({this}): ' + '; '.join(problems) + '. Resume only into the model a '
         'checkpoint was written from; to start a new run from its weights use '
         f'--cfg-options load_from={path} (without --resume) in a new work_dir')
+
+
+#: What :func:`load_weights` accepts, by kind.
+WEIGHT_KINDS = ('full', 'adapter-only')
+
+
+def load_weights(model, path: str, kinds=WEIGHT_KINDS, runner=None) -> dict:
+    """The one way this project's tools load a checkpoint the user names into a built model.
+
+    * ``'adapter-only'`` (:mod:`mmsidetune.utils.adapter_checkpoint`): the pretrained trunk
+      named by the config's ``init_cfg`` is loaded first (``model.init_weights()``), then the
+      trainable tensors, checked against the trunk fingerprint the file records.
+    * ``'full'``: an mmengine checkpoint (``{'state_dict': ...}``, DDP's ``module.`` prefix
+      allowed) or a bare state dict. Checked strictly first (:func:`check_checkpoint_fits`:
+      every key and shape of the model; BatchNorm's ``num_batches_tracked`` optional), then
+      loaded with mmengine's loader; with ``runner``, through ``runner.load_checkpoint`` so
+      hooks see it (``EMAHook`` swaps in its averaged weights).
+
+    The file is trusted for full unpickling (:func:`trust_checkpoint`): the user named it.
+
+    Args:
+        model (nn.Module): the built model, wrapped or not (``runner.model``).
+        path (str): a local checkpoint file.
+        kinds (tuple[str]): the kinds the caller accepts (default both).
+        runner (mmengine.runner.Runner, optional): the runner that owns ``model``.
+
+    Returns:
+        dict: ``kind`` (``'full'`` or ``'adapter-only'``) and ``meta`` (the file's ``meta``
+        dict, empty when it has none).
+
+    Raises:
+        FileNotFoundError, CheckpointReadError: the file is missing, empty or damaged.
+        CheckpointMismatchError: a full file whose keys or shapes differ from the model's, or
+            a file of a kind not in ``kinds``.
+        AdapterCheckpointError: an adapter-only file that does not fit the model or its trunk.
+    """
+    from mmengine.runner import load_checkpoint
+
+    from .adapter_checkpoint import is_adapter_checkpoint, load_adapter_checkpoint
+    model = unwrap_model(model)
+    kind = 'adapter-only' if is_adapter_checkpoint(path) else 'full'
+    if kind not in kinds:
+        raise CheckpointMismatchError(f'{path} is an {kind} checkpoint; expected: '
+                                      f'{" or ".join(kinds)}')
+    if kind == 'adapter-only':
+        model.init_weights()  # the pretrained trunk named by init_cfg
+        return dict(kind=kind, meta=load_adapter_checkpoint(model, path))
+    trust_checkpoint(path)
+    ckpt = read_checkpoint_file(path, 'cpu', weights_only=False, mmap=True)  # keys and shapes
+    check_checkpoint_fits(model, ckpt, path)
+    if runner is not None:  # hooks' after_load_checkpoint (EMA) run; mmengine logs the load
+        runner.load_checkpoint(path, map_location='cpu')
+    else:  # strict already checked; mmengine strips DDP's module. prefix
+        load_checkpoint(model, path, map_location='cpu', logger='silent')
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    return dict(kind=kind, meta=meta if isinstance(meta, dict) else {})
