@@ -31,7 +31,7 @@ from typing import Dict, Optional, Union
 import torch
 import torch.nn as nn
 from .atomic_io import atomic_torch_save
-from .checkpoint import _listing, key_mismatch, unwrap_model
+from .checkpoint import state_dict_problems, unwrap_model
 
 __all__ = ['ADAPTER_FORMAT', 'adapter_state_dict', 'adapter_metadata', 'trunk_fingerprint',
            'save_adapter_checkpoint', 'load_adapter_checkpoint', 'is_adapter_checkpoint',
@@ -217,16 +217,7 @@ def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = Tru
     model = unwrap_model(model)
     keys = _adapter_keys(model)
     own = OrderedDict((k, v) for k, v in model.state_dict().items() if k in keys)
-    missing, unexpected, shapes = key_mismatch(own, state)
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} trainable tensors missing from the file: '
-                        f'{_listing(missing, 20)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} tensors in the file with no trainable place in '
-                        f'the model: {_listing(unexpected, 20)}')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches: {_listing(shapes, 20)}')
+    problems = state_dict_problems(own, state, limit=20, what='trainable tensors')
     if problems:
         raise AdapterCheckpointError(
             f'{path} does not fit {type(model).__name__} (saved from {meta.get("model_type")} '

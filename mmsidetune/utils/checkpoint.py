@@ -179,21 +179,28 @@ def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
 
 def _state_dict_problems(model, state: dict) -> list:
     """How ``state`` (a saved state dict, DDP's ``module.`` prefix allowed) differs from
-    ``model.state_dict()``: tensors missing from the file, tensors with no place in the model,
-    shape mismatches (the first five of each, in words; empty when it fits)."""
+    ``model.state_dict()`` (see :func:`state_dict_problems`)."""
     import re
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-    own = model.state_dict()
-    missing, unexpected, shapes = key_mismatch(own, state, tuple(OPTIONAL_KEY_SUFFIXES))
+    return state_dict_problems(model.state_dict(), state, tuple(OPTIONAL_KEY_SUFFIXES))
+
+
+def state_dict_problems(own: dict, state: dict, optional: tuple = (), limit: int = 5,
+                        what: str = 'tensors') -> list:
+    """How a file's ``state`` differs from the tensors ``own`` it should fill, in words: the
+    ``own`` keys missing from the file, the file's keys with no place in ``own``, the shape
+    mismatches (the first ``limit`` of each; keys ending in ``optional`` ignored; ``what``
+    names the tensors, e.g. ``'trainable tensors'``). Empty when the file fits."""
+    missing, unexpected, shapes = key_mismatch(own, state, optional)
     problems = []
     if missing:
-        problems.append(f'{len(missing)} of the model\'s {len(own)} tensors missing from the '
-                        f'file, first: {_listing(missing)}')
+        problems.append(f'{len(missing)} of the model\'s {len(own)} {what} missing from the '
+                        f'file, first: {_listing(missing, limit)}')
     if unexpected:
-        problems.append(f'{len(unexpected)} tensors in the file with no place in the model, '
-                        f'first: {_listing(unexpected)}')
+        problems.append(f'{len(unexpected)} tensors of the file have no place in the model\'s '
+                        f'{what}, first: {_listing(unexpected, limit)}')
     if shapes:
-        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
+        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes, limit)}')
     return problems
 
 
@@ -292,8 +299,10 @@ def load_weights(model, path: str, kinds=WEIGHT_KINDS, runner=None) -> dict:
     * ``'full'``: an mmengine checkpoint (``{'state_dict': ...}``, DDP's ``module.`` prefix
       allowed) or a bare state dict. Checked strictly first (:func:`check_checkpoint_fits`:
       every key and shape of the model; BatchNorm's ``num_batches_tracked`` optional), then
-      loaded with mmengine's loader; with ``runner``, through ``runner.load_checkpoint`` so
-      hooks see it (``EMAHook`` swaps in its averaged weights).
+      loaded with mmengine's loader. With ``runner``, the checked file is handed to the runner
+      instead, as ``load_from`` in a config would: ``runner.test()`` / ``val()`` / ``train()``
+      load it after the hooks' ``before_run`` (``EMAHook`` builds its averaged model there and
+      swaps its weights in when the file is loaded).
 
     The file is trusted for full unpickling (:func:`trust_checkpoint`): the user named it.
 
@@ -327,8 +336,8 @@ def load_weights(model, path: str, kinds=WEIGHT_KINDS, runner=None) -> dict:
     trust_checkpoint(path)
     ckpt = read_checkpoint_file(path, 'cpu', weights_only=False, mmap=True)  # keys and shapes
     check_checkpoint_fits(model, ckpt, path)
-    if runner is not None:  # hooks' after_load_checkpoint (EMA) run; mmengine logs the load
-        runner.load_checkpoint(path, map_location='cpu')
+    if runner is not None:  # what Runner(load_from=path) stores; read by load_or_resume()
+        runner._load_from = path
     else:  # strict already checked; mmengine strips DDP's module. prefix
         load_checkpoint(model, path, map_location='cpu', logger='silent')
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None

@@ -88,8 +88,8 @@ def test_load_weights_full_file_strict_and_ddp_prefix(tmp_path):
 
 
 def test_load_weights_kind_refused_and_runner_path(tmp_path):
-    """A kind the caller does not accept is refused by name; with a runner the full file goes
-    through ``runner.load_checkpoint`` (so hooks such as EMAHook see it)."""
+    """A kind the caller does not accept is refused by name; with a runner the checked full file
+    is left to the runner's own load (after ``before_run``, so EMAHook sees it), not loaded."""
     from mmsidetune.utils import (CheckpointMismatchError, load_weights,
                                   save_adapter_checkpoint)
     net = _Net()
@@ -101,11 +101,7 @@ def test_load_weights_kind_refused_and_runner_path(tmp_path):
 
     full = str(tmp_path / 'full.pth')
     torch.save({'state_dict': net.state_dict()}, full)
-    calls = []
-
-    class _Runner:
-        def load_checkpoint(self, path, map_location=None):
-            calls.append(path)
-
-    assert load_weights(net, full, runner=_Runner())['kind'] == 'full'
-    assert calls == [full]
+    runner = type('Runner', (), {'_load_from': None})()
+    net.fc.weight.data.zero_()
+    assert load_weights(net, full, runner=runner)['kind'] == 'full'
+    assert runner._load_from == full and not net.fc.weight.any()
