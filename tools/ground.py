@@ -35,9 +35,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmsidetune  # noqa: F401  (registers the modules)
 from mmsidetune.utils import (AdapterCheckpointError, CheckpointMismatchError,
-                              CheckpointReadError, check_checkpoint_fits, check_output_path,
-                              is_adapter_checkpoint, load_adapter_checkpoint,
-                              parse_device, read_checkpoint_file, trust_checkpoint)
+                              CheckpointReadError, check_output_path, load_weights, parse_device)
 
 #: Largest image (width x height) ground.py decodes: the model sees a few hundred pixels a side
 #: (M2IST: 640 x 640, the bundled demo 320 x 320); a bigger file only costs time and memory.
@@ -104,19 +102,6 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
-def _load(model, path: str) -> None:
-    """A full checkpoint that fits ``model`` exactly, or an adapter-only file."""
-    if is_adapter_checkpoint(path):
-        model.init_weights()  # the pretrained trunk named by init_cfg
-        load_adapter_checkpoint(model, path)
-        return
-    trust_checkpoint(path)  # named by the user on the command line
-    ckpt = read_checkpoint_file(path, 'cpu', weights_only=False)
-    check_checkpoint_fits(model, ckpt, path)
-    model.load_state_dict({k[len('module.'):] if k.startswith('module.') else k: v
-                           for k, v in ckpt.get('state_dict', ckpt).items()}, strict=False)
-
-
 def main(argv=None):
     args = parse_args(argv)
     with _stdout_to_stderr():
@@ -173,7 +158,7 @@ def _run(args):
         except ValueError as e:
             sys.exit(f'ground: {e}')
     try:
-        _load(model, args.checkpoint)
+        load_weights(model, args.checkpoint)
     except (CheckpointReadError, CheckpointMismatchError, AdapterCheckpointError) as e:
         sys.exit(f'ground: {e}')
     model.to(args.device).eval()

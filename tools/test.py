@@ -16,14 +16,11 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmsidetune  # noqa: F401  (registers the modules)
 from mmsidetune.utils import (AdapterCheckpointError, CheckpointMismatchError,
-                              CheckpointReadError, check_checkpoint_fits, is_adapter_checkpoint,
-                              load_adapter_checkpoint, read_checkpoint_file,
-                              setup_cpu_distributed, trust_checkpoint)
+                              CheckpointReadError, load_weights, setup_cpu_distributed)
 
 
 def parse_args(argv=None):
@@ -58,26 +55,13 @@ def main(argv=None) -> dict:
         setup_cpu_distributed(cfg)
     except ValueError as e:
         sys.exit(f'test: {e}')
-    if is_adapter_checkpoint(args.checkpoint):
-        cfg.load_from = None
-        runner = Runner.from_cfg(cfg)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        model.init_weights()  # the pretrained trunk named by init_cfg
-        try:
-            load_adapter_checkpoint(model, args.checkpoint)
-        except AdapterCheckpointError as e:
-            sys.exit(f'test: {e}')
-    else:
-        cfg.load_from = args.checkpoint
-        trust_checkpoint(args.checkpoint)  # the user named this file (mmsidetune.utils.checkpoint)
-        runner = Runner.from_cfg(cfg)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        try:  # mapped, not read: mmengine's loader reads the tensors once, in runner.test()
-            check_checkpoint_fits(model, read_checkpoint_file(args.checkpoint, 'cpu',
-                                                              weights_only=False, mmap=True),
-                                  args.checkpoint)
-        except (CheckpointReadError, CheckpointMismatchError) as e:
-            sys.exit(f'test: {e}')
+    cfg.load_from = None  # loaded below, strictly, before the test loop starts
+    runner = Runner.from_cfg(cfg)
+    try:
+        load_weights(runner.model, args.checkpoint, runner=runner)
+    except (AdapterCheckpointError, CheckpointMismatchError, CheckpointReadError,
+            FileNotFoundError) as e:
+        sys.exit(f'test: {e}')
     return runner.test()
 
 

@@ -8,14 +8,14 @@ from .adapter_checkpoint import (ADAPTER_FORMAT, AdapterCheckpointError, adapter
 from .atomic_io import (AtomicLocalBackend, atomic_torch_save, atomic_write_bytes,
                         check_output_path)
 from .checkpoint import (CheckpointMismatchError, CheckpointReadError, check_checkpoint_fits,
-                         check_resume_fits, describe_tuning, is_trusted_checkpoint,
-                         read_checkpoint_file, trust_checkpoint)
+                         check_resume_fits, describe_tuning, is_trusted_checkpoint, load_weights,
+                         read_checkpoint_file, trust_checkpoint, unwrap_model)
 from .dist import CPUDistributedDataParallel, parse_device, setup_cpu_distributed
 from .workdir_lock import WorkDirInUseError, WorkDirLock
 
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
            'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
-           'check_resume_fits', 'describe_tuning', 'WorkDirLock', 'WorkDirInUseError',
+           'check_resume_fits', 'describe_tuning', 'load_weights', 'unwrap_model', 'WorkDirLock', 'WorkDirInUseError',
            'AtomicLocalBackend', 'atomic_write_bytes', 'check_output_path',
            'atomic_torch_save', 'ADAPTER_FORMAT', 'AdapterCheckpointError', 'adapter_state_dict',
            'adapter_metadata', 'trunk_fingerprint', 'save_adapter_checkpoint',

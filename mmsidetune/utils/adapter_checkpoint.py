@@ -26,14 +26,12 @@ import hashlib
 import os.path as osp
 import pickle
 from collections import OrderedDict
-from typing import Dict, List, Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn as nn
-from mmengine.model import is_model_wrapper
-
 from .atomic_io import atomic_torch_save
-from .checkpoint import key_mismatch
+from .checkpoint import state_dict_problems, unwrap_model
 
 __all__ = ['ADAPTER_FORMAT', 'adapter_state_dict', 'adapter_metadata', 'trunk_fingerprint',
            'save_adapter_checkpoint', 'load_adapter_checkpoint', 'is_adapter_checkpoint',
@@ -46,10 +44,6 @@ ADAPTER_FORMAT = 'mmsidetune.adapter_only.v1'
 class AdapterCheckpointError(ValueError):
     """An adapter-only file does not fit the model (keys, shapes or trunk); the message says how.
     """
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
 
 
 def _adapter_keys(model: nn.Module) -> set:
@@ -81,7 +75,7 @@ def adapter_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':
     Raises:
         ValueError: if no parameter requires grad (nothing would be saved).
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     wanted = _adapter_keys(model)
     if not wanted:
         raise ValueError(f'{type(model).__name__} has no parameter with requires_grad=True: '
@@ -98,7 +92,7 @@ def trunk_fingerprint(model: nn.Module) -> Dict[str, str]:
         ``trunk_sha256`` over those plus their values (hex strings). Two models give the same
         ``trunk_sha256`` exactly when their frozen weights are identical.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     saved = _adapter_keys(model)
     arch, full = hashlib.sha256(), hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -132,7 +126,7 @@ def pretrained_sources(model: nn.Module) -> Dict[str, str]:
 def adapter_metadata(model: nn.Module) -> dict:
     """Metadata stored with the adapter tensors (see :func:`save_adapter_checkpoint`)."""
     from mmsidetune import __version__
-    model = _unwrap(model)
+    model = unwrap_model(model)
     methods = {name or '.': f'{type(m).__name__}({m.tuning_method})'
                for name, m in model.named_modules() if getattr(m, 'tuning_method', '')}
     backbone = getattr(model, 'backbone', None)
@@ -199,10 +193,6 @@ def is_adapter_checkpoint(checkpoint: Union[str, dict]) -> bool:
     return isinstance(meta, dict) and meta.get('format') == ADAPTER_FORMAT
 
 
-def _listing(keys: List[str], limit: int = 20) -> str:
-    return f'{keys[:limit]}{" ..." if len(keys) > limit else ""}'
-
-
 def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = True) -> dict:
     """Load an adapter-only file onto ``model``, whose trunk must already hold its pretrained
     weights (build it, then ``init_weights()``).
@@ -224,19 +214,10 @@ def load_adapter_checkpoint(model: nn.Module, path: str, check_trunk: bool = Tru
     """
     ckpt = read_adapter_checkpoint(path)
     meta, state = ckpt['meta'], ckpt['state_dict']
-    model = _unwrap(model)
+    model = unwrap_model(model)
     keys = _adapter_keys(model)
     own = OrderedDict((k, v) for k, v in model.state_dict().items() if k in keys)
-    missing, unexpected, shapes = key_mismatch(own, state)
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} trainable tensors missing from the file: '
-                        f'{_listing(missing)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} tensors in the file with no trainable place in '
-                        f'the model: {_listing(unexpected)}')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches: {_listing(shapes)}')
+    problems = state_dict_problems(own, state, limit=20, what='trainable tensors')
     if problems:
         raise AdapterCheckpointError(
             f'{path} does not fit {type(model).__name__} (saved from {meta.get("model_type")} '

@@ -23,7 +23,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
            'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
-           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES']
+           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES', 'load_weights',
+           'unwrap_model']
 
 # State-dict entries a checkpoint may lack or carry extra without being another model's:
 # BatchNorm's step counter (absent from old files, unused by eval and by momentum-based BN).
@@ -129,7 +130,15 @@ class CheckpointMismatchError(ValueError):
 
 
 def _listing(keys, limit: int = 5) -> str:
+    """The first ``limit`` of ``keys`` and how many more, for an error message."""
     return f'{keys[:limit]}{f" and {len(keys) - limit} more" if len(keys) > limit else ""}'
+
+
+def unwrap_model(model):
+    """The model inside an mmengine model wrapper (``MMDistributedDataParallel`` ...), or
+    ``model`` itself."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
 
 
 def key_mismatch(own: dict, state: dict, optional: tuple = ()):
@@ -170,21 +179,28 @@ def check_checkpoint_fits(model, checkpoint: dict, path: str) -> None:
 
 def _state_dict_problems(model, state: dict) -> list:
     """How ``state`` (a saved state dict, DDP's ``module.`` prefix allowed) differs from
-    ``model.state_dict()``: tensors missing from the file, tensors with no place in the model,
-    shape mismatches (the first five of each, in words; empty when it fits)."""
+    ``model.state_dict()`` (see :func:`state_dict_problems`)."""
     import re
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
-    own = model.state_dict()
-    missing, unexpected, shapes = key_mismatch(own, state, tuple(OPTIONAL_KEY_SUFFIXES))
+    return state_dict_problems(model.state_dict(), state, tuple(OPTIONAL_KEY_SUFFIXES))
+
+
+def state_dict_problems(own: dict, state: dict, optional: tuple = (), limit: int = 5,
+                        what: str = 'tensors') -> list:
+    """How a file's ``state`` differs from the tensors ``own`` it should fill, in words: the
+    ``own`` keys missing from the file, the file's keys with no place in ``own``, the shape
+    mismatches (the first ``limit`` of each; keys ending in ``optional`` ignored; ``what``
+    names the tensors, e.g. ``'trainable tensors'``). Empty when the file fits."""
+    missing, unexpected, shapes = key_mismatch(own, state, optional)
     problems = []
     if missing:
-        problems.append(f'{len(missing)} of the model\'s {len(own)} tensors missing from the '
-                        f'file, first: {_listing(missing)}')
+        problems.append(f'{len(missing)} of the model\'s {len(own)} {what} missing from the '
+                        f'file, first: {_listing(missing, limit)}')
     if unexpected:
-        problems.append(f'{len(unexpected)} tensors in the file with no place in the model, '
-                        f'first: {_listing(unexpected)}')
+        problems.append(f'{len(unexpected)} tensors of the file have no place in the model\'s '
+                        f'{what}, first: {_listing(unexpected, limit)}')
     if shapes:
-        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes)}')
+        problems.append(f'{len(shapes)} shape mismatches, first: {_listing(shapes, limit)}')
     return problems
 
 
@@ -214,7 +230,7 @@ def _optimizer_mismatch(optimizer, state: dict, names: dict) -> list:
     for i, p in enumerate(params):
         for k, v in saved.get(i, {}).items():
             if hasattr(v, 'shape') and v.dim() and tuple(v.shape) != tuple(p.shape):
-                problems.append(f'{names.get(id(p), f"param {i}")}: state {k} '
+                problems.append(f'{names.get(p, f"param {i}")}: state {k} '
                                 f'{tuple(v.shape)} vs parameter {tuple(p.shape)}')
                 break
     return problems
@@ -243,7 +259,7 @@ def check_resume_fits(model, optim_wrapper, checkpoint: dict, path: str, run_cfg
     saved_opt = checkpoint.get('optimizer')
     if not problems and optim_wrapper is not None and isinstance(saved_opt, dict):
         from mmengine.optim import OptimWrapperDict
-        names = {id(p): n for n, p in model.named_parameters()}
+        names = {p: n for n, p in model.named_parameters()}  # an optimizer holds tensors
         wrappers = (dict(optim_wrapper.items()) if isinstance(optim_wrapper, OptimWrapperDict)
                     else {'': optim_wrapper})
         for key, wrapper in wrappers.items():
@@ -268,3 +284,61 @@ def check_resume_fits(model, optim_wrapper, checkpoint: dict, path: str, run_cfg
         f'run builds ({this}): ' + '; '.join(problems) + '. Resume only into the model a '
         'checkpoint was written from; to start a new run from its weights use '
         f'--cfg-options load_from={path} (without --resume) in a new work_dir')
+
+
+#: What :func:`load_weights` accepts, by kind.
+WEIGHT_KINDS = ('full', 'adapter-only')
+
+
+def load_weights(model, path: str, kinds=WEIGHT_KINDS, runner=None) -> dict:
+    """The one way this project's tools load a checkpoint the user names into a built model.
+
+    * ``'adapter-only'`` (:mod:`mmsidetune.utils.adapter_checkpoint`): the pretrained trunk
+      named by the config's ``init_cfg`` is loaded first (``model.init_weights()``), then the
+      trainable tensors, checked against the trunk fingerprint the file records.
+    * ``'full'``: an mmengine checkpoint (``{'state_dict': ...}``, DDP's ``module.`` prefix
+      allowed) or a bare state dict. Checked strictly first (:func:`check_checkpoint_fits`:
+      every key and shape of the model; BatchNorm's ``num_batches_tracked`` optional), then
+      loaded with mmengine's loader. With ``runner``, the checked file is handed to the runner
+      instead, as ``load_from`` in a config would: ``runner.test()`` / ``val()`` / ``train()``
+      load it after the hooks' ``before_run`` (``EMAHook`` builds its averaged model there and
+      swaps its weights in when the file is loaded).
+
+    The file is trusted for full unpickling (:func:`trust_checkpoint`): the user named it.
+
+    Args:
+        model (nn.Module): the built model, wrapped or not (``runner.model``).
+        path (str): a local checkpoint file.
+        kinds (tuple[str]): the kinds the caller accepts (default both).
+        runner (mmengine.runner.Runner, optional): the runner that owns ``model``.
+
+    Returns:
+        dict: ``kind`` (``'full'`` or ``'adapter-only'``) and ``meta`` (the file's ``meta``
+        dict, empty when it has none).
+
+    Raises:
+        FileNotFoundError, CheckpointReadError: the file is missing, empty or damaged.
+        CheckpointMismatchError: a full file whose keys or shapes differ from the model's, or
+            a file of a kind not in ``kinds``.
+        AdapterCheckpointError: an adapter-only file that does not fit the model or its trunk.
+    """
+    from mmengine.runner import load_checkpoint
+
+    from .adapter_checkpoint import is_adapter_checkpoint, load_adapter_checkpoint
+    model = unwrap_model(model)
+    kind = 'adapter-only' if is_adapter_checkpoint(path) else 'full'
+    if kind not in kinds:
+        raise CheckpointMismatchError(f'{path} is an {kind} checkpoint; expected: '
+                                      f'{" or ".join(kinds)}')
+    if kind == 'adapter-only':
+        model.init_weights()  # the pretrained trunk named by init_cfg
+        return dict(kind=kind, meta=load_adapter_checkpoint(model, path))
+    trust_checkpoint(path)
+    ckpt = read_checkpoint_file(path, 'cpu', weights_only=False, mmap=True)  # keys and shapes
+    check_checkpoint_fits(model, ckpt, path)
+    if runner is not None:  # what Runner(load_from=path) stores; read by load_or_resume()
+        runner._load_from = path
+    else:  # strict already checked; mmengine strips DDP's module. prefix
+        load_checkpoint(model, path, map_location='cpu', logger='silent')
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    return dict(kind=kind, meta=meta if isinstance(meta, dict) else {})

@@ -71,12 +71,14 @@ def test_clear_errors_for_keys_shapes_and_trunk(tmp_path):
     dropped = dict(ckpt, state_dict={k: v for k, v in ckpt['state_dict'].items()
                                      if k != 'head.bias'})
     torch.save(dropped, tmp_path / 'missing.pth')
-    with pytest.raises(AdapterCheckpointError, match=r"1 trainable tensors missing.*head\.bias"):
+    with pytest.raises(AdapterCheckpointError,
+                       match=r"1 of the model's \d+ trainable tensors missing.*head\.bias"):
         load_adapter_checkpoint(fresh(), str(tmp_path / 'missing.pth'))
 
     extra = dict(ckpt, state_dict={**ckpt['state_dict'], 'neck.conv.weight': torch.ones(1)})
     torch.save(extra, tmp_path / 'extra.pth')
-    with pytest.raises(AdapterCheckpointError, match=r'no trainable place.*neck\.conv\.weight'):
+    with pytest.raises(AdapterCheckpointError,
+                       match=r"no place in the model's trainable tensors.*neck\.conv\.weight"):
         load_adapter_checkpoint(fresh(), str(tmp_path / 'extra.pth'))
 
     with pytest.raises(AdapterCheckpointError, match='shape mismatches'):

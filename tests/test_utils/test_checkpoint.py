@@ -54,3 +54,54 @@ def test_bytes_that_are_not_a_pickle_give_one_clear_error(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(CheckpointReadError, match='random.pth'):
         read_checkpoint_file(str(path))
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+        self.bn = torch.nn.BatchNorm1d(2)
+
+
+def test_load_weights_full_file_strict_and_ddp_prefix(tmp_path):
+    """One entry point: a full file loads (DDP's ``module.`` prefix and a missing
+    ``num_batches_tracked`` allowed); a file with another model's tensors is refused, naming it,
+    and the model keeps its weights."""
+    from mmsidetune.utils import CheckpointMismatchError, load_weights
+    src, dst = _Net(), _Net()
+    state = {f'module.{k}': v for k, v in src.state_dict().items()
+             if not k.endswith('num_batches_tracked')}
+    good = str(tmp_path / 'good.pth')
+    torch.save({'state_dict': state, 'meta': {'iter': 3}}, good)
+    out = load_weights(dst, good)
+    assert out == dict(kind='full', meta={'iter': 3})
+    assert torch.equal(dst.fc.weight, src.fc.weight)
+
+    bad = str(tmp_path / 'bad.pth')
+    torch.save({'state_dict': {**state, 'module.extra.weight': torch.ones(1)}}, bad)
+    before = _Net().state_dict()
+    other = _Net()
+    other.load_state_dict(before)
+    with pytest.raises(CheckpointMismatchError, match=r'bad\.pth.*extra\.weight'):
+        load_weights(other, bad)
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
+
+
+def test_load_weights_kind_refused_and_runner_path(tmp_path):
+    """A kind the caller does not accept is refused by name; with a runner the checked full file
+    is left to the runner's own load (after ``before_run``, so EMAHook sees it), not loaded."""
+    from mmsidetune.utils import (CheckpointMismatchError, load_weights,
+                                  save_adapter_checkpoint)
+    net = _Net()
+    net.bn.requires_grad_(False)
+    adapter = str(tmp_path / 'adapter.pth')
+    save_adapter_checkpoint(net, adapter)
+    with pytest.raises(CheckpointMismatchError, match='adapter-only checkpoint; expected: full'):
+        load_weights(net, adapter, kinds=('full', ))
+
+    full = str(tmp_path / 'full.pth')
+    torch.save({'state_dict': net.state_dict()}, full)
+    runner = type('Runner', (), {'_load_from': None})()
+    net.fc.weight.data.zero_()
+    assert load_weights(net, full, runner=runner)['kind'] == 'full'
+    assert runner._load_from == full and not net.fc.weight.any()

@@ -19,12 +19,11 @@ import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import load_checkpoint
 
 import mmsidetune  # noqa: F401  (registers the modules)
-from mmsidetune.utils import (CheckpointReadError, check_output_path, is_adapter_checkpoint,
-                              pretrained_sources, save_adapter_checkpoint, trunk_fingerprint,
-                              trust_checkpoint)
+from mmsidetune.utils import (CheckpointMismatchError, CheckpointReadError, check_output_path,
+                              load_weights, pretrained_sources, save_adapter_checkpoint,
+                              trunk_fingerprint)
 
 
 def parse_args(argv=None):
@@ -53,8 +52,6 @@ def main(argv=None) -> dict:
         check_output_path(args.out, (args.config, args.checkpoint), args.force)
     except (ValueError, OSError) as e:
         sys.exit(f'full_to_adapter: {e}')
-    if is_adapter_checkpoint(args.checkpoint):
-        sys.exit(f'full_to_adapter: {args.checkpoint} is already an adapter-only checkpoint')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -69,14 +66,13 @@ def main(argv=None) -> dict:
         model.init_weights()
         expected = trunk_fingerprint(model)['trunk_sha256']
 
-    trust_checkpoint(args.checkpoint)  # the user named this file
     try:
-        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+        load_weights(model, args.checkpoint, kinds=('full', ))
     except (CheckpointReadError, FileNotFoundError) as e:
         sys.exit(f'full_to_adapter: {e}')
-    except RuntimeError as e:  # mmengine lists missing / unexpected / mismatched keys
+    except CheckpointMismatchError as e:
         sys.exit(f'full_to_adapter: {args.checkpoint} does not fit the model of '
-                 f'{args.config}:\n{e}')
+                 f'{args.config}: {e}')
     if check and trunk_fingerprint(model)['trunk_sha256'] != expected:
         sys.exit(f'full_to_adapter: the frozen trunk in {args.checkpoint} differs from the '
                  f'pretrained trunk {local}: an adapter-only file would not reproduce this '

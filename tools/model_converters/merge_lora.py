@@ -32,7 +32,6 @@ import copy
 import os
 import os.path as osp
 import sys
-from collections import OrderedDict
 
 import torch
 from mmengine.config import Config, DictAction
@@ -42,9 +41,8 @@ import mmsidetune  # noqa: F401  (registers the modules)
 from mmsidetune.tuners import (LoRAMergeError, lora_backbones, lora_layers,
                                merge_lora_state_dict, plain_backbone_config)
 from mmsidetune.utils import (AdapterCheckpointError, CheckpointMismatchError, CheckpointReadError,
-                              atomic_torch_save, atomic_write_bytes, check_checkpoint_fits,
-                              check_output_path, is_adapter_checkpoint, load_adapter_checkpoint,
-                              read_checkpoint_file, trust_checkpoint)
+                              atomic_torch_save, atomic_write_bytes, check_output_path,
+                              load_weights)
 
 #: Largest allowed max |LoRA - merged| of a backbone output, relative to its max |LoRA output|.
 RTOL = 1e-4
@@ -104,24 +102,6 @@ def plain_config(cfg: Config, names) -> Config:
     return cfg
 
 
-def _load(model, path: str):
-    """Load CHECKPOINT into ``model``; returns its kind (``'full'``, ``'adapter-only'``) and the
-    meta of a full checkpoint."""
-    trust_checkpoint(path)  # the user named this file
-    ckpt = read_checkpoint_file(path, map_location='cpu', weights_only=False)
-    if is_adapter_checkpoint(ckpt):
-        model.init_weights()  # the pretrained trunk named by init_cfg
-        load_adapter_checkpoint(model, path)
-        return 'adapter-only', {}
-    check_checkpoint_fits(model, ckpt, path)
-    state = ckpt.get('state_dict', ckpt)
-    state = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                        for k, v in state.items())
-    model.load_state_dict(state, strict=True)
-    meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
-    return 'full', meta
-
-
 @torch.no_grad()
 def _compare(model, plain, names, size: int) -> float:
     """Largest relative difference of the LoRA and the plain backbones' outputs."""
@@ -164,7 +144,9 @@ def main(argv=None) -> dict:
     try:
         names = [name for name, _ in lora_backbones(model)]
         layers = lora_layers(model)  # refuses a model without LoRA before reading the file
-        kind, src_meta = _load(model, args.checkpoint)
+        loaded = load_weights(model, args.checkpoint)
+        kind = loaded['kind']  # an adapter-only file's meta describes that file, not OUT
+        src_meta = loaded['meta'] if kind == 'full' else {}
         model.eval()
         state = merge_lora_state_dict(model)
         plain_cfg = plain_config(cfg, names)
