@@ -96,10 +96,6 @@ class GroundingEncoders(BackboneFamily):
                              f'{self.text_layers}')
         super().__init__(_EncoderPair(vision, language))
 
-    @classmethod
-    def matches(cls, module: nn.Module) -> bool:
-        return False  # built by the grounder only, never found from a backbone
-
     @property
     def vision_dims(self) -> int:
         return self.vision.embed_dims
@@ -157,6 +153,14 @@ class GroundingEncoders(BackboneFamily):
         """LN_out,i: the frozen LayerNorm closing the FFN block of pair i's BERT layer."""
         return self._bert_layer(i).output.LayerNorm
 
+    def upstream_forward(self, x: GroundingInputs) -> Tuple[dict, dict]:
+        """Both encoders on ``x`` -> ``(vision, language)`` output dicts."""
+        return self.module(x)
+
     def trunk(self) -> List[nn.Module]:
         """The frozen modules (both encoders)."""
         return [self.vision, self.language]
+
+    def trunk_parameters(self) -> List[nn.Parameter]:
+        """Every parameter of both encoders."""
+        return [p for m in self.trunk() for p in m.parameters()]

@@ -94,16 +94,9 @@ class TuningMethod(ModuleList):
         """Called by ``TunedBackbone.train()`` after the trunk is put in eval mode: a method that
         trains part of the trunk puts that part in ``mode`` (default: nothing)."""
 
-    def reset_parameters(self) -> None:
-        """Re-draw every layer's initialisation (zero-initialised ones are zero again)."""
-        for stage in self:
-            for layers in stage:
-                for layer in (layers.values() if isinstance(layers, nn.ModuleDict) else [layers]):
-                    layer.reset_parameters()
-
     def forward(self, family, x: torch.Tensor):
         """Run the backbone (default: the upstream forward, with the attached hooks)."""
-        return family.module(x)
+        return family.upstream_forward(x)
 
     def per_block(self, family, make) -> None:
         """Fill this list with ``make(block)`` for every block of ``family``, stage by stage."""
