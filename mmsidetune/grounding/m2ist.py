@@ -81,7 +81,7 @@ class M2IST(TuningMethod):
         self.extend(M3ISA(family.vision_dims, family.text_dims, self.bottleneck, self.scale)
                     for _ in range(family.num_pairs))
         for key, (module, pick) in family.side_taps().items():
-            self._recorder.add(module, key, pick)
+            self.keep(self._recorder.add(module, key, pick))
         self._norms = [(family.attention_layernorm(i), family.output_layernorm(i))
                        for i in range(family.num_pairs)]
 

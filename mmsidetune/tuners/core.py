@@ -137,8 +137,12 @@ class TunedBackbone(TuningLifecycle, BaseModule):
         self.__dict__['_pretrained'] = init_cfg and init_cfg['checkpoint']
         if init_cfg is not None:
             self.init_cfg = copy.deepcopy(init_cfg)
-        self._register_load_state_dict_pre_hook(_legacy_trunk_keys)
-        self.setup_tuning(find_family(self), method)
+        try:
+            self.setup_tuning(find_family(self), method)
+        except Exception:
+            self.__class__ = self._upstream  # a bad method leaves the given module as it was
+            raise
+        self.__dict__['_own_handles'] = [self._register_load_state_dict_pre_hook(_legacy_trunk_keys)]
         # the trunk's sub-modules the method hooked, by name: model surgery after the build
         # (mmengine's SyncBN <-> BN conversion) replaces modules, the hooks are moved then
         layers = self._method.layers_name
@@ -174,7 +178,8 @@ class TunedBackbone(TuningLifecycle, BaseModule):
         for k, (name, old) in enumerate(self._hooked):
             new = self.get_submodule(name)
             if new is not old:
-                _move_hooks(old, new)
+                for handle in _move_hooks(old, new):
+                    self._method.keep(handle)
                 self._hooked[k] = (name, new)
                 moved.append(name)
         if moved:
@@ -265,6 +270,43 @@ class TunedBackbone(TuningLifecycle, BaseModule):
                   f'from {path}; new (not in the file): {len(result.missing_keys)}; ignored: '
                   f'{sorted(result.unexpected_keys)[:10]}', logger='current')
 
+    # ----------------------------------------------------------------- detach
+    def unload(self) -> nn.Module:
+        """Remove the method: its hooks and parametrizations, its layers; the trunk back in
+        float32 with ``requires_grad`` on every parameter. Returns this module as an instance of
+        the plain upstream class again (outputs and state dict those of the upstream backbone
+        with these trunk weights), as PEFT's ``unload()``."""
+        self._method.detach()
+        for handle in self._own_handles:
+            handle.remove()
+        self.cast_trunk(torch.float32)
+        if self._method.layers_name:
+            del self._modules[self._method.layers_name]
+        for key in ('family', '_method', '_hooked', '_pretrained', '_own_handles',
+                    'tuning_method'):
+            self.__dict__.pop(key, None)
+        self.__class__ = self._upstream
+        for p in self.parameters():
+            p.requires_grad_(True)
+        return self.train(self.training)
+
+    def merge_and_unload(self) -> nn.Module:
+        """LoRA only: fold every update into its frozen weight in memory (``W' = W + s B A``,
+        in float64, rounded once: :func:`~mmsidetune.tuners.merge.merged_weights`, the export
+        tool's math), then :meth:`unload`. Outputs equal the LoRA model's up to float rounding.
+
+        Raises:
+            LoRAMergeError: for a method other than LoRA (nothing to merge).
+        """
+        from .merge import _frozen, lora_layers, merged_weights
+        layers = lora_layers(self)
+        merged = merged_weights(layers)
+        with torch.no_grad():
+            for layer in layers:
+                weight = _frozen(layer)
+                weight.copy_(merged[layer.weight_key].to(weight.dtype))
+        return self.unload()
+
     def tuning_summary(self) -> str:
         """One line: type, method, trainable / total backbone parameters."""
         base = 'TunedBackbone' if self._tuned_base is TunedBackbone else type(self).__name__
@@ -272,13 +314,18 @@ class TunedBackbone(TuningLifecycle, BaseModule):
                             'backbone')
 
 
-def _move_hooks(old: nn.Module, new: nn.Module) -> None:
-    """Register ``old``'s forward (pre-)hooks on ``new``, with the same options."""
+def _move_hooks(old: nn.Module, new: nn.Module) -> list:
+    """Register ``old``'s forward (pre-)hooks on ``new``, with the same options; returns the
+    new handles."""
+    handles = []
     for hid, hook in old._forward_pre_hooks.items():
-        new.register_forward_pre_hook(hook, with_kwargs=hid in old._forward_pre_hooks_with_kwargs)
+        handles.append(new.register_forward_pre_hook(
+            hook, with_kwargs=hid in old._forward_pre_hooks_with_kwargs))
     for hid, hook in old._forward_hooks.items():
-        new.register_forward_hook(hook, with_kwargs=hid in old._forward_hooks_with_kwargs,
-                                  always_call=hid in old._forward_hooks_always_called)
+        handles.append(new.register_forward_hook(
+            hook, with_kwargs=hid in old._forward_hooks_with_kwargs,
+            always_call=hid in old._forward_hooks_always_called))
+    return handles
 
 
 def _legacy_trunk_keys(state_dict, prefix, *args) -> None:

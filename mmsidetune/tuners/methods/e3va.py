@@ -179,8 +179,8 @@ class E3VA(TuningMethod):
         for i, stage in enumerate(family.stages):
             for j, block in enumerate(stage):
                 for name, module in block.branches.items():
-                    self._recorder.add(module, f'{i}.{j}.{name}',
-                                       **(dict(pick=_clone) if block.clone_taps else {}))
+                    self.keep(self._recorder.add(module, f'{i}.{j}.{name}',
+                                       **(dict(pick=_clone) if block.clone_taps else {})))
 
     # ----------------------------------------------------------------- trunk dtype
     def _trunk_context(self, device: torch.device):

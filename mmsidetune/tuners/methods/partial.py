@@ -73,7 +73,7 @@ class Partial(TuningMethod):
                              f'is not an output (out_indices {family.out_stages()}): the trained '
                              'last blocks would reach no output; add it to out_indices')
         self.__dict__['_trained'] = blocks[-self.num_blocks:]
-        self._trained[0].module.register_forward_pre_hook(_GradFromHere(self))
+        self.keep(self._trained[0].module.register_forward_pre_hook(_GradFromHere(self)))
 
     def trunk_parameters(self, family):
         return [p for block in self._trained for p in block.module.parameters()]

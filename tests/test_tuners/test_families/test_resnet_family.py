@@ -113,7 +113,7 @@ def test_only_and_all_adapter_parameters_get_gradients(case, method):
         else:
             assert p.grad is None, name
     # the frozen trunk stays in eval mode (fixed batch-norm statistics)
-    assert not any(m.training for m in model.module.modules())
+    assert not any(m.training for c in model.family.trunk() for m in c.modules())
 
 
 def _branch(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +132,7 @@ def _reference_highway(model: TunedBackbone, img: torch.Tensor):
     """E3VA's recurrence written out: ``x_{l+1} = relu(f_l + s_l(x_l))`` (the trunk) and
     ``h_{l+1} = relu(f_l + s_l(h_l) + A_l(f_l))`` from ``h_0 = x_0`` (the highway), with the
     upstream modules and the plain adapter modules."""
-    m = model.module
+    m = model
     x = m.stem(img) if m.deep_stem else F.relu(m.norm1(m.conv1(img)))
     x = h = m.maxpool(x)
     outs = []
@@ -249,7 +249,7 @@ def test_builds_the_scope_s_resnet(scope, kind, module):
     init_default_scope(scope)
     model = MODELS.build(dict(type='TunedBackbone', module=dict(type=kind, depth=18),
                               method=dict(type='E3VA', rank=4)))
-    assert type(model.module).__module__ == module
+    assert type(model)._upstream.__module__ == module
     assert isinstance(model.family, ResNetFamily)
     assert kind in ResNetFamily.upstream_types
 

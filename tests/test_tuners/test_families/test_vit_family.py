@@ -115,7 +115,7 @@ def _reference_highway(model: TunedBackbone, img: torch.Tensor):
     """E3VA's recurrence written out with the upstream modules and the plain adapters:
     ``x_{l+1} = x_l + a_l + m_l`` (the trunk, branches computed with a zero identity) and
     ``h_{l+1} = h_l + a_l + m_l + A_l(a_l) + M_l(m_l)`` from ``h_0 = x_0``."""
-    m = model.module
+    m = model
     x, hw = m.patch_embed(img)
     x = torch.cat((m.cls_token.expand(img.shape[0], -1, -1), x), dim=1)
     x = m._pos_embeding(x, hw, m.pos_embed)
