@@ -92,7 +92,7 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
                     hooked = [getattr(h, 'adapter', None) for h in linear._forward_hooks.values()]
                     if not any(a is update for a in hooked):
                         raise LoRAMergeError(f'{where} is not attached to its layer '
-                                             f'{name_of[linear]} (hook removed?)')
+                                             f'{name_of[linear]}.weight (hook removed?)')
                     layers.append(LoRALayer(f'{name_of[linear]}.weight', where, linear, update))
     stray = [n for n, m in model.named_modules() if isinstance(m, LoRAUpdate) and m not in seen]
     if stray:

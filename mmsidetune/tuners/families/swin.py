@@ -44,7 +44,7 @@ def load_swin_state_dict(checkpoint: dict) -> 'OrderedDict[str, torch.Tensor]':
     """
     state = trunk_state(checkpoint)
     if any(k.startswith('layers.') for k in state):  # official microsoft/Swin-Transformer layout
-        state = swin_converter(state)
+        state = trunk_state({'state_dict': swin_converter(state)})  # it adds 'backbone.'
     if not any(k.startswith(('stages.', 'patch_embed.')) for k in state):
         raise KeyError('no Swin trunk weights found in the checkpoint (expected keys starting with '
                        "'layers.' (official Swin), 'backbone.stages.' or 'stages.'); first keys: "
