@@ -307,11 +307,14 @@ class TunedBackbone(TuningLifecycle, BaseModule):
                 weight.copy_(merged[layer.weight_key].to(weight.dtype))
         return self.unload()
 
+    def tuning_owner(self) -> str:
+        """``'TunedBackbone'`` (a legacy alias: its name, ``'E3VASwinTransformer'``)."""
+        return self._tuned_base.__name__
+
     def tuning_summary(self) -> str:
         """One line: type, method, trainable / total backbone parameters."""
-        base = 'TunedBackbone' if self._tuned_base is TunedBackbone else type(self).__name__
-        return summary_line(base, [upstream_class(self).__name__], self.tuning_method, self,
-                            'backbone')
+        return summary_line(self.tuning_owner(), [upstream_class(self).__name__],
+                            self.tuning_method, self, 'backbone')
 
 
 def _move_hooks(old: nn.Module, new: nn.Module) -> list:

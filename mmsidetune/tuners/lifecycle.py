@@ -42,7 +42,7 @@ class TuningLifecycle:
         method = build_method(method) if isinstance(method, (str, dict)) else method
         if not isinstance(method, TuningMethod):
             known = sorted(c.name for c in TUNING_METHODS.module_dict.values())
-            raise TypeError(f'{type(self).__name__}: method must be a method name ({known}), a '
+            raise TypeError(f'{self.tuning_owner()}: method must be a method name ({known}), a '
                             f"config dict(type='E3VA', ...) or a TuningMethod, got {method!r}")
         if method.freezes_trunk:
             family.check_frozen(type(method).__name__)
@@ -93,6 +93,10 @@ class TuningLifecycle:
         for t in self.family.frozen_tensors():
             if t.is_floating_point() and t.dtype != dtype:
                 t.data = t.data.to(dtype)
+
+    def tuning_owner(self) -> str:
+        """The model's name in messages and the summary line (default: its class name)."""
+        return type(self).__name__
 
     def tuning_summary(self) -> str:
         """One line: type, parts, method, trainable / total parameters
