@@ -142,7 +142,8 @@ class TunedBackbone(TuningLifecycle, BaseModule):
         except Exception:
             self.__class__ = self._upstream  # a bad method leaves the given module as it was
             raise
-        self.__dict__['_own_handles'] = [self._register_load_state_dict_pre_hook(_legacy_trunk_keys)]
+        self.__dict__['_own_handles'] = [
+            self._register_load_state_dict_pre_hook(_legacy_trunk_keys)]
         # the trunk's sub-modules the method hooked, by name: model surgery after the build
         # (mmengine's SyncBN <-> BN conversion) replaces modules, the hooks are moved then
         layers = self._method.layers_name

@@ -3,9 +3,9 @@ mode, and log one summary line (docs/tuners.md).
 
 Used by the one lifecycle of every tuned model (:mod:`mmsidetune.tuners.lifecycle`), so
 :class:`~mmsidetune.tuners.TunedBackbone` and :class:`~mmsidetune.grounding.M2ISTGrounder` log
-the same line and freeze the same way. Freezing happens in ``__init__``: mmengine wraps the model in DDP inside
-``Runner.__init__``, before ``init_weights()`` and ``train()``, and parameters frozen later give
-DDP reduction errors.
+the same line and freeze the same way. Freezing happens in ``__init__``: mmengine wraps the
+model in DDP inside ``Runner.__init__``, before ``init_weights()`` and ``train()``, and
+parameters frozen later give DDP reduction errors.
 """
 from typing import Iterable, Sequence, Union
 

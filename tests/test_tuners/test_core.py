@@ -64,3 +64,79 @@ def test_errors_name_the_cause():
     # the full method keeps the upstream frozen_stages meaning
     full = TunedBackbone(module=dict(resnet, frozen_stages=1), method='full')
     assert isinstance(full, ResNet) and not full.layer1[0].conv1.weight.requires_grad
+
+
+@pytest.mark.parametrize('method', ['e3va', 'lora', 'adapter', 'bitfit'])
+def test_one_name_per_trunk_tensor(method):
+    tuned = _swin_wrapper(method)
+    assert isinstance(tuned, SwinTransformer) and not hasattr(tuned, 'module')
+    names = [n for n, _ in tuned.named_parameters()]
+    assert set(names) <= set(tuned.state_dict()) and 'norm3.weight' in names
+    plain = SwinTransformer(**SWIN)
+    assert {n for n in names if not n.startswith(tuned.method.layers_name or '-')} == \
+        {n for n, _ in plain.named_parameters()}
+
+
+def test_deepcopy_is_an_independent_tuned_backbone():
+    """mmengine's EMA hook deep-copies the model: the copy's hooks call the copy's layers."""
+    import copy
+    tuned = _swin_wrapper('adapter').eval()
+    copied = copy.deepcopy(tuned)
+    assert type(copied) is type(tuned) and copied.family.module is copied
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = tuned(x)
+        for p in copied.adapters.parameters():
+            p.normal_()
+        after, changed = tuned(x), copied(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert not all(torch.equal(a, b) for a, b in zip(before, changed))
+
+
+@pytest.mark.parametrize('method', ['e3va', 'lora', 'adapter', 'mona', 'partial-1', 'bitfit'])
+def test_unload_gives_the_plain_upstream_backbone(method):
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    plain = SwinTransformer(**SWIN).eval()
+    tuned = TunedBackbone(module=SwinTransformer(**SWIN), method=method)
+    tuned.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        for p in tuned.method.parameters():
+            p.normal_()  # layers that change the output until they are removed
+    back = tuned.unload().eval()
+    assert type(back) is SwinTransformer and back.state_dict().keys() == plain.state_dict().keys()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in back.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(back(x), plain(x)))
+
+
+@pytest.mark.parametrize('family', ['swin', 'vit'])
+def test_merge_and_unload_equals_the_lora_model(family):
+    if family == 'swin':
+        tuned = _swin_wrapper('lora')
+        x, kind = torch.randn(1, 3, 64, 64), SwinTransformer
+    else:
+        from mmseg.models.backbones import VisionTransformer as kind
+        torch.manual_seed(0)
+        tuned = TunedBackbone(module=dict(type='mmseg.VisionTransformer', img_size=32,
+                                          patch_size=8, embed_dims=32, num_layers=2,
+                                          num_heads=2, out_indices=(1, )),
+                              method=dict(type='LoRA', rank=4, targets=('q', 'v', 'fc1')))
+        x = torch.randn(1, 3, 32, 32)
+    tuned.eval()
+    with torch.no_grad():
+        for p in tuned.method.parameters():
+            p.normal_(0, 0.1)
+        want = tuned(x)
+        merged = tuned.merge_and_unload().eval()
+        got = merged(x)
+    assert type(merged) is kind and not any(k.startswith('lora.') for k in merged.state_dict())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_merge_and_unload_refuses_other_methods():
+    from mmsidetune.tuners import LoRAMergeError
+    with pytest.raises(LoRAMergeError, match='no LoRA-tuned backbone'):
+        _swin_wrapper('adapter').merge_and_unload()

@@ -7,6 +7,7 @@ from .vit import ViTFamily  # isort: skip
 
 __all__ = [
     'BlockSpec', 'BackboneFamily', 'BACKBONE_FAMILIES', 'register_family', 'find_family',
-    'family_for_type', 'call_in_dtype', 'upstream_class', 'trunk_state', 'SwinFamily', 'load_swin_state_dict',
+    'family_for_type', 'call_in_dtype', 'upstream_class', 'trunk_state', 'SwinFamily',
+    'load_swin_state_dict',
     'ResNetFamily', 'frozen_affine', 'masked_relu', 'ViTFamily'
 ]

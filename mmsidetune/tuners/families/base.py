@@ -100,7 +100,8 @@ class BackboneFamily:
         """Refuse upstream options that contradict a frozen trunk (``frozen_stages``)."""
         frozen = getattr(self.module, 'frozen_stages', -1)
         if frozen not in (-1, None):
-            raise ValueError(f'{method_name} freezes the whole {upstream_class(self.module).__name__} '
+            kind = upstream_class(self.module).__name__
+            raise ValueError(f'{method_name} freezes the whole {kind} '
                              f'trunk already; remove frozen_stages={frozen} from the backbone '
                              'config')
 

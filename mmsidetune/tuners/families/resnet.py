@@ -76,10 +76,6 @@ def masked_relu(x: torch.Tensor) -> torch.Tensor:
 _AFFINE = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.AvgPool2d, nn.Sequential, nn.Identity)
 
 
-def _is_affine(module: nn.Module) -> bool:
-    return all(isinstance(m, _AFFINE) for m in module.modules())
-
-
 class _FrozenAffine(torch.autograd.Function):
     """``module(x)`` for a frozen affine ``module`` (convolution, eval-mode norm, average pooling)
     that keeps nothing for backward: the input gradient ``A^T g`` of an affine map does not

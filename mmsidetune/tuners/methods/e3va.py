@@ -95,18 +95,17 @@ class E3VA(TuningMethod):
             bfloat16 is present).
 
     Raises:
-        ValueError: for an unknown ``highway``, ``tap_dtype`` or ``trunk_dtype``, a bad
-            ``recompute_trunk``; when attached: for outputs that leave adapters without a path to
-            an output (``'full'``: the last stage must have an output; ``'residual'``: every
-            stage must), which DDP with ``find_unused_parameters=False`` refuses; for blocks
-            with ``with_cp=True`` (the trunk runs without autograd: nothing to checkpoint).
+        ValueError: at construction, for an unknown ``highway``, ``tap_dtype`` or
+            ``trunk_dtype`` or a bad ``hidden_ratio``/``rank``/``num_branches``; when attached
+            (it needs the number of stages): for a bad ``recompute_trunk``; for outputs that
+            leave adapters without a path to an output (``'full'``: the last stage must have
+            an output; ``'residual'``: every stage must), which DDP with
+            ``find_unused_parameters=False`` refuses; for blocks with ``with_cp=True`` (the trunk runs without autograd: nothing to checkpoint).
     """
 
     name = 'e3va'
     layers_name = 'highway'
     HIGHWAY_MODES = ('full', 'residual')
-    #: ``forward`` uses the plain adapter modules instead of the lean function (tests' reference).
-    _plain_adapters = False
 
     def __init__(self,
                  hidden_ratio: float = 0.5,
@@ -213,8 +212,6 @@ class E3VA(TuningMethod):
         return family.output_format(outs)
 
     def _adapt(self, adapter: DualLowRankAdapter, u: torch.Tensor, channel_dim: int):
-        if self._plain_adapters:
-            return adapter(u.to(adapter.up.P.dtype))
         if channel_dim == -1:
             return lean_dual_lowrank_adapter(adapter, u, self.tap_dtype)
         return lean_dual_lowrank_adapter(adapter, u.movedim(channel_dim, -1),
