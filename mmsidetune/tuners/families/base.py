@@ -78,10 +78,12 @@ class BackboneFamily:
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
-        """Whether ``module`` belongs to this family."""
+        """Whether ``module`` (plain or tuned: its upstream class counts) belongs to this
+        family; asked by :func:`find_family` for the registered families."""
         raise NotImplementedError
 
     def build_stages(self) -> List[List[BlockSpec]]:
+        """The blocks of :attr:`stages`, stage by stage (rebuilt when the core moves hooks)."""
         raise NotImplementedError
 
     def blocks(self) -> List[BlockSpec]:
@@ -89,11 +91,12 @@ class BackboneFamily:
         return [b for stage in self.stages for b in stage]
 
     def output_norms(self) -> List[nn.Module]:
-        """Norms applied to the outputs only (trained by the adapter methods). Default: none."""
+        """Norms applied to the outputs only (``(..., C_i) -> (..., C_i)``, trained by the
+        adapter methods). Default: none."""
         return []
 
     def out_stages(self) -> List[int]:
-        """Stage indices that produce an output, ascending."""
+        """Stage indices that produce an output, ascending (the upstream ``out_indices``)."""
         raise NotImplementedError
 
     def check_frozen(self, method_name: str) -> None:
@@ -125,7 +128,9 @@ class BackboneFamily:
         return False
 
     def transition(self, i: int, h: torch.Tensor, ctx) -> Optional[torch.Tensor]:
-        """The highway across stage ``i``'s downsampling; None when the stage has none."""
+        """The highway across stage ``i``'s downsampling (stream of stage ``i`` -> stream of
+        stage ``i + 1``, e.g. Swin ``(B, HW, C) -> (B, HW / 4, 2 C)``); None when the stage has
+        none."""
         return None
 
     def highway_step(self, block: BlockSpec, h: torch.Tensor, taps: Dict[str, torch.Tensor],
