@@ -289,7 +289,8 @@ class TunedBackbone(TuningLifecycle, BaseModule):
         self.__class__ = self._upstream
         for p in self.parameters():
             p.requires_grad_(True)
-        return self.train(self.training)
+        self.train(self.training)  # the upstream train() (mmdet's Swin returns None)
+        return self
 
     def merge_and_unload(self) -> nn.Module:
         """LoRA only: fold every update into its frozen weight in memory (``W' = W + s B A``,
