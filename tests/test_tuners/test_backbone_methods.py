@@ -150,8 +150,11 @@ def _saved_bytes(model, x):
 
 @pytest.mark.parametrize('family', list(FAMILIES))
 def test_e3va_saves_less_for_backward_than_every_in_stream_method(family):
+    """Paper, COCO Swin-B: E3VA 7639 MB, lowest in-stream (LoRA) 11975 MB, 0.64x; frozen
+    stores nothing (in-stream methods may store more than full: Mona's adapters add maps)."""
     x = _input(family)
-    e3va = _saved_bytes(_build(family, 'e3va').train(), x)
-    in_stream = {m: _saved_bytes(_build(family, m).train(), x)
-                 for m in _methods(family) if m in IN_STREAM}
-    assert in_stream and all(e3va < b for b in in_stream.values()), (e3va, in_stream)
+    saved = {m: _saved_bytes(_build(family, m).train(), x) for m in _methods(family)
+             if m in IN_STREAM + ('e3va', 'frozen')}
+    in_stream = [saved[m] for m in saved if m in IN_STREAM]
+    assert saved['frozen'] == 0 and in_stream
+    assert saved['e3va'] < min(in_stream), saved
