@@ -127,3 +127,17 @@ def test_merge_and_unload_refuses_other_methods():
     from mmsidetune.tuners import LoRAMergeError
     with pytest.raises(LoRAMergeError, match='no LoRA-tuned backbone'):
         _swin_wrapper('adapter').merge_and_unload()
+
+
+def test_a_pickled_tuned_backbone_loads_as_the_same_class():
+    """``torch.save(model)`` pickles the cached subclass by its upstream class."""
+    import io
+    tuned = _swin_wrapper('e3va').eval()
+    x = torch.randn(1, 3, 64, 64)
+    buffer = io.BytesIO()
+    torch.save(tuned, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert type(loaded) is type(tuned) and loaded.family.module is loaded
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(loaded(x), tuned(x)))
