@@ -46,7 +46,11 @@ class TuningLifecycle:
                             f"config dict(type='E3VA', ...) or a TuningMethod, got {method!r}")
         if method.freezes_trunk:
             family.check_frozen(type(method).__name__)
-        method.attach(family)
+        try:
+            method.attach(family)
+        except Exception:
+            method.detach()  # what it hooked before it refused
+            raise
         self.__dict__['family'] = family
         self.__dict__['_method'] = method
         if method.layers_name:

@@ -141,3 +141,14 @@ def test_a_pickled_tuned_backbone_loads_as_the_same_class():
     assert type(loaded) is type(tuned) and loaded.family.module is loaded
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(loaded(x), tuned(x)))
+
+
+def test_a_refused_method_leaves_the_given_module_as_it_was():
+    resnet = ResNet(depth=18)
+    with pytest.raises(ValueError, match='no linear layers'):
+        TunedBackbone(module=resnet, method='lora')
+    with pytest.raises(ValueError, match='recompute_trunk'):
+        TunedBackbone(module=resnet, method=dict(type='E3VA', recompute_trunk=(7, )))
+    assert type(resnet) is ResNet and all(p.requires_grad for p in resnet.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in resnet.modules())
+    assert isinstance(TunedBackbone(module=resnet, method='e3va'), ResNet)
