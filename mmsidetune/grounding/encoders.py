@@ -73,7 +73,8 @@ class GroundingEncoders(BackboneFamily):
 
     Attributes:
         module: both encoders as one callable, :class:`GroundingInputs` -> ``(vision,
-            language)`` (the encoders' output dicts); what a method's ``forward`` runs.
+            language)`` (the encoders' output dicts); what a method's ``forward`` runs through
+            :meth:`upstream_forward`.
         stages: ``[DETR layers, paired BERT layers]``, :class:`~mmsidetune.tuners.BlockSpec`
             each (branches ``'attn'`` and ``'ffn'``, tokens ``(..., d)``).
 
@@ -160,7 +161,3 @@ class GroundingEncoders(BackboneFamily):
     def trunk(self) -> List[nn.Module]:
         """The frozen modules (both encoders)."""
         return [self.vision, self.language]
-
-    def trunk_parameters(self) -> List[nn.Parameter]:
-        """Every parameter of both encoders."""
-        return [p for m in self.trunk() for p in m.parameters()]
