@@ -100,7 +100,8 @@ class E3VA(TuningMethod):
             (it needs the number of stages): for a bad ``recompute_trunk``; for outputs that
             leave adapters without a path to an output (``'full'``: the last stage must have
             an output; ``'residual'``: every stage must), which DDP with
-            ``find_unused_parameters=False`` refuses; for blocks with ``with_cp=True`` (the trunk runs without autograd: nothing to checkpoint).
+            ``find_unused_parameters=False`` refuses; for blocks with ``with_cp=True`` (the
+            trunk runs without autograd: nothing to checkpoint).
     """
 
     name = 'e3va'
