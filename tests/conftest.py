@@ -3,7 +3,6 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.registry import MODELS
 
 import mmsidetune  # noqa: F401  (registers the modules)
 
@@ -32,11 +31,16 @@ def small_swin_cfg():
 
 @pytest.fixture
 def build_small_swin():
-    """``build_small_swin(method, **overrides)``: a small random-init backbone, seeded."""
+    """``build_small_swin(method, **overrides)``: a small random-init ``TunedBackbone`` of an mmdet
+    Swin, seeded; ``method`` a short name of :data:`TYPES` or a legacy alias type, whose option
+    spelling ``overrides`` may use (``adapter_rank``, ``highway``, Swin options)."""
 
     def _build(method, **overrides):
+        from mmsidetune.tuners import BackboneTuning, TunedBackbone
         torch.manual_seed(0)
-        model = MODELS.build(dict(type=TYPES.get(method, method), **{**SMALL_SWIN, **overrides}))
+        module, method, extra = BackboneTuning.split(
+            dict(type=TYPES.get(method, method), **{**SMALL_SWIN, **overrides}))
+        model = TunedBackbone(module=module, method=method, **extra)
         model.init_weights()
         return model
 

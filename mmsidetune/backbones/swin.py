@@ -26,24 +26,34 @@ __all__ = [
 
 
 class _SwinAlias(TunedBackbone):
-    """``TunedBackbone(module=mmdet SwinTransformer(**swin_args), method=...)``."""
+    """``TunedBackbone(module=mmdet SwinTransformer(**swin_args), method=...)``, an instance of
+    the alias class (``type(model).__name__ == 'E3VASwinTransformer'``)."""
 
     method_type = ''
     #: legacy keyword -> the method's option
     options = {}
 
+    def __new__(cls, init_cfg=None, **kwargs):
+        module, _, _ = cls._parse(kwargs)
+        return super().__new__(cls, module=SwinTransformer(**module))
+
     def __init__(self, init_cfg=None, **kwargs):
-        module, method, _ = self.split_config(kwargs)
+        _, method, _ = self._parse(kwargs)
+        super().__init__(method=method, init_cfg=init_cfg)
+
+    @classmethod
+    def _parse(cls, kwargs):
+        module, method, extra = cls.split_config(kwargs)
         module.pop('type')
         swin_args = inspect.signature(SwinTransformer.__init__).parameters
         unknown = [k for k in module if k not in swin_args]
         if unknown:
-            spelled = {new: old for old, new in self.options.items()}
+            spelled = {new: old for old, new in cls.options.items()}
             hints = [f'{k} is spelled {spelled[k]} here' for k in unknown if k in spelled]
-            raise TypeError(f'{type(self).__name__}: unknown options {unknown} (neither mmdet '
-                            f"SwinTransformer's nor this alias' own: {sorted(self.options)})"
+            raise TypeError(f'{cls.__name__}: unknown options {unknown} (neither mmdet '
+                            f"SwinTransformer's nor this alias' own: {sorted(cls.options)})"
                             + (f'; {"; ".join(hints)}' if hints else ''))
-        super().__init__(module=SwinTransformer(**module), method=method, init_cfg=init_cfg)
+        return module, method, extra
 
     @classmethod
     def split_config(cls, cfg: dict):

@@ -15,15 +15,16 @@ from mmengine.registry import MODELS
 from mmengine.structures import InstanceData
 
 from ..datasets.transforms.box_mapping import canvas_to_original
-from ..tuners.freezing import freeze_except, keep_frozen_in_eval, summary_line
-from ..tuners.registry import build_method, method_class
+from ..tuners.freezing import summary_line
+from ..tuners.lifecycle import TuningLifecycle
+from ..tuners.registry import method_class
 from .encoders import GroundingEncoders, GroundingInputs
 
 __all__ = ['M2ISTGrounder']
 
 
 @MODELS.register_module()
-class M2ISTGrounder(BaseDetector):
+class M2ISTGrounder(TuningLifecycle, BaseDetector):
     """Referring expression comprehension: (image, phrase) -> one box.
 
     ::
@@ -53,9 +54,10 @@ class M2ISTGrounder(BaseDetector):
       fine-tuning: everything trains (ResNet BN stays frozen, and the ResNet stem + layer1 as
       far as ``backbone.resnet.frozen_stages`` says).
 
-    Freezing happens here in ``__init__`` (mmengine wraps the model in DDP before
-    ``init_weights``/``train``), with the tuner core's helpers
-    (:mod:`mmsidetune.tuners.freezing`); one summary line is logged.
+    Build, attach, freezing (here in ``__init__``: mmengine wraps the model in DDP before
+    ``init_weights``/``train``), eval mode, trunk dtype and the summary line are the tuner
+    core's one lifecycle (:class:`~mmsidetune.tuners.lifecycle.TuningLifecycle`), as for
+    :class:`~mmsidetune.tuners.TunedBackbone`.
 
     Args:
         backbone (dict): vision encoder, e.g. :class:`DETRVisionEncoder`.
@@ -114,7 +116,7 @@ class M2ISTGrounder(BaseDetector):
         self.language_model = MODELS.build(language_model)
         num_layers = self.backbone.num_layers
         self.text_layers = list(range(num_layers)) if text_layers is None else list(text_layers)
-        self.family = GroundingEncoders(self.backbone, self.language_model, self.text_layers)
+        family = GroundingEncoders(self.backbone, self.language_model, self.text_layers)
         vdims, tdims = self.backbone.embed_dims, self.language_model.embed_dims
         neck = dict(neck)
         neck.setdefault('visual_dims', vdims)
@@ -123,16 +125,8 @@ class M2ISTGrounder(BaseDetector):
         self.neck = MODELS.build(neck)
         self.bbox_head = MODELS.build(bbox_head)
 
-        method = build_method(method)
-        method.attach(self.family)
-        self.__dict__['_method'] = method
-        if method.layers_name:
-            self.add_module(method.layers_name, method)
-        self.tuning_method = method.name
-        if method.freezes_trunk:
-            freeze_except(self.family.trunk(), method.parameters())
         self._register_load_state_dict_pre_hook(_upgrade_legacy_keys, with_module=True)
-        print_log(self.tuning_summary(), logger='current')
+        self.setup_tuning(family, method)
 
     @classmethod
     def _method_config(cls, method, tuning, side_network, adapter_bottleneck) -> dict:
@@ -169,11 +163,6 @@ class M2ISTGrounder(BaseDetector):
         return dict(type='Full')
 
     @property
-    def method(self):
-        """The tuning method (its layers are ``getattr(self, method.layers_name)``)."""
-        return self._method
-
-    @property
     def tuning(self) -> str:
         """Deprecated name of :attr:`tuning_method`."""
         return self.tuning_method
@@ -200,8 +189,7 @@ class M2ISTGrounder(BaseDetector):
     def train(self, mode: bool = True) -> 'M2ISTGrounder':
         """Frozen encoders (m2ist, adapter) stay in eval mode."""
         super().train(mode)
-        if self._method.freezes_trunk:
-            keep_frozen_in_eval(self.family.trunk())
+        self.keep_trunk_in_eval(mode)
         return self
 
     def _pixel_mask(self, inputs: torch.Tensor, data_samples) -> torch.Tensor:

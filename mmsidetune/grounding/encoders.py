@@ -73,7 +73,8 @@ class GroundingEncoders(BackboneFamily):
 
     Attributes:
         module: both encoders as one callable, :class:`GroundingInputs` -> ``(vision,
-            language)`` (the encoders' output dicts); what a method's ``forward`` runs.
+            language)`` (the encoders' output dicts); what a method's ``forward`` runs through
+            :meth:`upstream_forward`.
         stages: ``[DETR layers, paired BERT layers]``, :class:`~mmsidetune.tuners.BlockSpec`
             each (branches ``'attn'`` and ``'ffn'``, tokens ``(..., d)``).
 
@@ -95,10 +96,6 @@ class GroundingEncoders(BackboneFamily):
                              f'[0, {num_text}), one per DETR encoder layer, got '
                              f'{self.text_layers}')
         super().__init__(_EncoderPair(vision, language))
-
-    @classmethod
-    def matches(cls, module: nn.Module) -> bool:
-        return False  # built by the grounder only, never found from a backbone
 
     @property
     def vision_dims(self) -> int:
@@ -156,6 +153,10 @@ class GroundingEncoders(BackboneFamily):
     def output_layernorm(self, i: int) -> nn.LayerNorm:
         """LN_out,i: the frozen LayerNorm closing the FFN block of pair i's BERT layer."""
         return self._bert_layer(i).output.LayerNorm
+
+    def upstream_forward(self, x: GroundingInputs) -> Tuple[dict, dict]:
+        """Both encoders on ``x`` -> ``(vision, language)`` output dicts."""
+        return self.module(x)
 
     def trunk(self) -> List[nn.Module]:
         """The frozen modules (both encoders)."""

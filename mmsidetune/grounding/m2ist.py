@@ -81,13 +81,9 @@ class M2IST(TuningMethod):
         self.extend(M3ISA(family.vision_dims, family.text_dims, self.bottleneck, self.scale)
                     for _ in range(family.num_pairs))
         for key, (module, pick) in family.side_taps().items():
-            self._recorder.add(module, key, pick)
+            self.keep(self._recorder.add(module, key, pick))
         self._norms = [(family.attention_layernorm(i), family.output_layernorm(i))
                        for i in range(family.num_pairs)]
-
-    def reset_parameters(self) -> None:
-        for m3isa in self:
-            m3isa.reset_parameters()
 
     @property
     def recorder(self) -> TapRecorder:
@@ -97,7 +93,7 @@ class M2IST(TuningMethod):
     def forward(self, family: GroundingEncoders, x: GroundingInputs) -> Tuple[dict, dict]:
         """Run the frozen encoders without autograd, then the M3ISAs on their taps."""
         with torch.no_grad(), self._recorder.record() as store:
-            vision, language = family.module(x)
+            vision, language = family.upstream_forward(x)
             taps = dict(store)
         for prefix in 'afhg':  # a clear error if a hooked module did not run
             self._recorder.taps(taps, prefix, len(self))

@@ -18,7 +18,21 @@ from mmengine.registry import MODELS
 
 from .transvg import load_transvg_detr
 
-__all__ = ['DETRVisionEncoder']
+__all__ = ['DETRVisionEncoder', 'detr_encoder']
+
+
+def detr_encoder(num_layers: int, embed_dims: int, num_heads: int, feedforward_channels: int,
+                 dropout: float) -> DetrTransformerEncoder:
+    """mmdet's post-norm DETR encoder as TransVG builds it (batch-first attention, ReLU FFN):
+    ``(B, N, embed_dims)`` -> the same shape; the DETR layers of the vision encoder and the
+    VL encoder of the grounder."""
+    return DetrTransformerEncoder(
+        num_layers=num_layers,
+        layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=embed_dims, num_heads=num_heads, attn_drop=dropout,
+                               proj_drop=dropout, batch_first=True),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=feedforward_channels,
+                         num_fcs=2, ffn_drop=dropout, act_cfg=dict(type='ReLU', inplace=True))))
 
 
 @MODELS.register_module()
@@ -74,14 +88,8 @@ class DETRVisionEncoder(BaseModule):
         self.input_proj = nn.Conv2d(self.resnet.feat_dim, embed_dims, kernel_size=1)
         self.positional_encoding = SinePositionalEncoding(num_feats=embed_dims // 2,
                                                           normalize=True)
-        self.encoder = DetrTransformerEncoder(
-            num_layers=num_layers,
-            layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=embed_dims, num_heads=num_heads,
-                                   attn_drop=dropout, proj_drop=dropout, batch_first=True),
-                ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=feedforward_channels,
-                             num_fcs=2, ffn_drop=dropout,
-                             act_cfg=dict(type='ReLU', inplace=True))))
+        self.encoder = detr_encoder(num_layers, embed_dims, num_heads, feedforward_channels,
+                                    dropout)
         self.embed_dims = embed_dims
         self.num_layers = num_layers
         self.checkpoint = checkpoint

@@ -1,9 +1,10 @@
 """The visual-linguistic (VL) encoder of TransVG / M2IST, used as the detector's ``neck``."""
 import torch
 import torch.nn as nn
-from mmdet.models.layers import DetrTransformerEncoder
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+
+from .vision_encoder import detr_encoder
 
 __all__ = ['GroundingVLEncoder']
 
@@ -44,14 +45,8 @@ class GroundingVLEncoder(BaseModule):
         self.num_text_tokens = num_text_tokens
         self.num_visual_tokens = num_visual_tokens
         self.pos_embed = nn.Embedding(1 + num_text_tokens + num_visual_tokens, embed_dims)
-        self.encoder = DetrTransformerEncoder(
-            num_layers=num_layers,
-            layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=embed_dims, num_heads=num_heads,
-                                   attn_drop=dropout, proj_drop=dropout, batch_first=True),
-                ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=feedforward_channels,
-                             num_fcs=2, ffn_drop=dropout,
-                             act_cfg=dict(type='ReLU', inplace=True))))
+        self.encoder = detr_encoder(num_layers, embed_dims, num_heads, feedforward_channels,
+                                    dropout)
         self.embed_dims = embed_dims
 
     def forward(self, visual: torch.Tensor, visual_mask: torch.Tensor, text: torch.Tensor,

@@ -93,7 +93,7 @@ class FiniteLossHook(CheckInvalidLossHook):
         self._received_checked: Dict[int, bool] = {}
         self._runner = None
         self._log_vars = None
-        self._names: Dict[int, str] = {}
+        self._names: Dict[torch.Tensor, str] = {}
         self._handles = []
 
     def _iteration(self) -> int:
@@ -142,10 +142,10 @@ class FiniteLossHook(CheckInvalidLossHook):
         wrappers = (runner.optim_wrapper.values()
                     if isinstance(runner.optim_wrapper, OptimWrapperDict) else
                     [runner.optim_wrapper])
-        self._names = {id(p): n for n, p in model.named_parameters()}
+        self._names = {p: n for n, p in model.named_parameters()}  # a tensor hashes by identity
         if self.check_unused:
             from ..tuners.methods.base import TuningMethod
-            self._declared = {id(p) for m in model.modules() if isinstance(m, TuningMethod)
+            self._declared = {p for m in model.modules() if isinstance(m, TuningMethod)
                               for p in m.parameters() if p.requires_grad}
             self._received_checked = {id(w.optimizer): False for w in wrappers}
             for wrapper in wrappers:
@@ -161,7 +161,7 @@ class FiniteLossHook(CheckInvalidLossHook):
     def _check_grads(self, optimizer, args, kwargs) -> None:
         if not self._active():
             return
-        grads = {self._names.get(id(p), f'param {i}'): p.grad
+        grads = {self._names.get(p, f'param {i}'): p.grad
                  for i, p in enumerate(p for g in optimizer.param_groups for p in g['params'])
                  if p.grad is not None}
         bad = non_finite_tensors(grads)
@@ -177,8 +177,8 @@ class FiniteLossHook(CheckInvalidLossHook):
             return  # once per optimizer; the hook is removed in after_train_iter
         self._received_checked[id(optimizer)] = True
         given = [p for g in optimizer.param_groups for p in g['params']
-                 if p.requires_grad and id(p) in self._declared]
-        missing = [self._names.get(id(p), f'param {i}') for i, p in enumerate(given)
+                 if p.requires_grad and p in self._declared]
+        missing = [self._names.get(p, f'param {i}') for i, p in enumerate(given)
                    if p.grad is None]
         if missing:
             raise NoGradientError(

@@ -3,6 +3,7 @@ from typing import List, Optional, Union
 
 import torch.nn as nn
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
@@ -15,10 +16,12 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     when there is no ``paramwise_cfg`` (frozen trunk parameters included), and otherwise skips
     them with one warning per parameter (hundreds for a frozen Swin). This constructor skips any
     sub-module whose parameters are all frozen and logs one line with the count, so the
-    optimizer's param groups hold exactly the method's trainable set (issue 3, part 3).
+    optimizer's param groups hold exactly the method's trainable set (docs/tuners.md).
     A frozen parameter inside a module that also holds trainable ones is left out by mmengine's own
     rule (with its warning).
-    ``paramwise_cfg`` (``custom_keys``, ``norm_decay_mult``...) applies as in mmengine.
+    ``paramwise_cfg`` (``custom_keys``, ``norm_decay_mult``...) applies as in mmengine; parameter
+    names are the state-dict keys (``backbone.norm3.weight``, ``backbone.highway.*``), so keys
+    written against a checkpoint match.
 
     Use it from a config::
 
@@ -36,7 +39,7 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         super().add_params(params, module, prefix, is_dcn_module)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        inner = model.module if hasattr(model, 'module') else model
+        inner = model.module if is_model_wrapper(model) else model
         if not any(p.requires_grad for p in inner.parameters()):
             raise ValueError(f'{type(inner).__name__} has no parameter with requires_grad=True: '
                              'nothing to optimise')

@@ -6,17 +6,18 @@ In the style of mmpretrain's ``LoRAModel(module=...)``::
                   module=dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3)),
                   method=dict(type='E3VA', rank=8))
 
-The core owns what every method shares (docs/tuners.md): freezing in ``__init__`` (before
-mmengine wraps the model in DDP), eval mode for the frozen trunk, the trainable set (the
-method's layers and the family's output norms), the trunk dtype, pretrained weights and the
-summary line. The state dict has the upstream backbone's own keys plus the method's layers
-(``highway.*``, ``adapters.*``, ``lora.*``): a plain mmdet/mmseg checkpoint loads into a tuned
-backbone and the tuned backbone's trunk loads into the plain one.
+The core owns what every method shares (docs/tuners.md): the lifecycle of
+:mod:`~mmsidetune.tuners.lifecycle` (freezing in ``__init__``, before mmengine wraps the model in
+DDP; eval mode for the frozen trunk; the trainable set; the trunk dtype; the summary line), the
+pretrained weights and the key layout: the tuned backbone is the upstream backbone itself, so
+parameters and state-dict keys are the upstream's own plus the method's layers (``highway.*``,
+``adapters.*``, ``lora.*``): a plain mmdet/mmseg checkpoint loads into a tuned backbone and the
+tuned backbone's trunk loads into the plain one.
 """
 import copy
 import os
-from collections import OrderedDict
-from typing import List, Optional, Union
+from contextlib import contextmanager
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -24,10 +25,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .families import family_for_type, find_family
-from .freezing import freeze_except, keep_frozen_in_eval, summary_line
-from .methods.base import TuningMethod
-from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, build_method, method_class,
+from .families import family_for_type, find_family, trunk_state, upstream_class
+from .freezing import summary_line
+from .lifecycle import TuningLifecycle
+from .registry import (METHOD_VARIANTS, TUNING_METHODS, ModelTuning, method_class,
                        register_model_tuning)
 
 __all__ = ['TunedBackbone', 'BACKBONE_ALIASES', 'BackboneTuning']
@@ -35,16 +36,47 @@ __all__ = ['TunedBackbone', 'BACKBONE_ALIASES', 'BackboneTuning']
 #: Legacy backbone type -> its class (``E3VASwinTransformer`` ...): each has ``split_config``.
 BACKBONE_ALIASES = {}
 
-_TRUNK = 'module'
+#: (tuned base class, upstream class) -> the class of a tuned backbone of that upstream class
+_TUNED_CLASSES = {}
+
+
+def _tuned_class(base: type, upstream: type) -> type:
+    """The cached subclass ``(base, upstream)``: ``TunedResNet`` for ``TunedBackbone`` on
+    mmdet's ``ResNet``; a subclass of ``TunedBackbone`` (a legacy alias) keeps its own name."""
+    cls = _TUNED_CLASSES.get((base, upstream))
+    if cls is None:
+        name = 'Tuned' + upstream.__name__ if base is TunedBackbone else base.__name__
+        cls = type(name, (base, upstream), dict(
+            __module__=base.__module__, __qualname__=name, __doc__=base.__doc__,
+            _upstream=upstream, _tuned_base=base))
+        _TUNED_CLASSES[(base, upstream)] = cls
+    return cls
+
+
+def _new_tuned(base: type, upstream: type) -> 'TunedBackbone':
+    """An empty tuned backbone for ``copy.deepcopy`` and pickle (its state is set after)."""
+    return object.__new__(_tuned_class(base, upstream))
 
 
 @MODELS.register_module()
-class TunedBackbone(BaseModule):
+class TunedBackbone(TuningLifecycle, BaseModule):
     """A backbone (any supported family, docs/backbones.md) tuned with one method.
+
+    The tuned backbone *is* the upstream backbone: ``TunedBackbone(module=...)`` builds the
+    upstream module and makes it an instance of a subclass of both ``TunedBackbone`` and its
+    class (``TunedSwinTransformer``, ``TunedResNet`` ..., cached per upstream class), so
+    ``isinstance(tuned, SwinTransformer)`` holds, the upstream attributes (``out_indices``,
+    ``stages`` ...) are its own and every trunk tensor has one name in parameters, state dicts,
+    adapter-only files and optimizer groups: the upstream key (``stages.0.blocks.0.attn...``).
+    The method's layers are the child ``method.layers_name`` (``highway.*``, ``adapters.*``,
+    ``lora.*``). A plain mmdet/mmseg checkpoint loads into it and its trunk into the plain
+    upstream backbone; keys ``module.<key>`` (the parameter names of earlier releases) load as
+    ``<key>`` (the compatibility mapping, :func:`_legacy_trunk_keys`).
 
     Args:
         module (dict | nn.Module): the upstream backbone config (built with mmengine's
-            ``MODELS`` in the current scope, e.g. ``dict(type='ResNet', depth=50)``) or module.
+            ``MODELS`` in the current scope, e.g. ``dict(type='ResNet', depth=50)``) or module
+            (it becomes the tuned backbone: ``unload()`` gives it back).
         method (str | dict): the tuning method, a short name (``'e3va'``) or a config
             (``dict(type='E3VA', rank=8)``); see :data:`~mmsidetune.tuners.TUNING_METHODS`.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads trunk
@@ -55,87 +87,78 @@ class TunedBackbone(BaseModule):
             the same as ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
 
     Attributes:
-        module: the upstream backbone (unmodified; adapters attach by forward hooks).
         family: its :class:`~mmsidetune.tuners.families.BackboneFamily`.
+        method: the :class:`~mmsidetune.tuners.TuningMethod` (its layers).
         tuning_method (str): the method's short name.
 
     Shapes:
         as the upstream backbone, e.g. ``(B, 3, H, W)`` -> tuple of ``(B, C_i, H_i, W_i)``.
 
     Raises:
-        TypeError: for a backbone of an unsupported family (the supported ones are listed).
+        TypeError: for a backbone of an unsupported family (the supported ones are listed), a
+            module that is tuned already, or a ``method`` that is not a name, a config or a
+            ``TuningMethod``.
         ValueError: for a method that does not apply to the family (the reason is given), a
-            frozen-trunk method with ``frozen_stages`` set, a method's bad options, or both
-            ``pretrained`` and ``init_cfg``.
-        TypeError: for a ``method`` that is not a name, a config or a ``TuningMethod``.
+            frozen-trunk method with ``frozen_stages`` set, a method's bad options, both
+            ``pretrained`` and ``init_cfg``, or an ``init_cfg`` that is not ``Pretrained``.
     """
 
-    def __init__(self, module: Union[dict, nn.Module], method: Union[str, dict] = 'e3va',
+    _upstream: Optional[type] = None  # set on the tuned subclasses
+    _tuned_base: Optional[type] = None
+
+    def __new__(cls, module: Union[dict, nn.Module] = None, *args, **kwargs):
+        if cls._upstream is not None:
+            raise TypeError(f'{cls.__name__} is built by TunedBackbone(module=..., method=...)')
+        upstream = MODELS.build(module) if isinstance(module, dict) else module
+        if not isinstance(upstream, nn.Module):
+            raise TypeError(f'{cls.__name__}: module must be a backbone config or an nn.Module, '
+                            f'got {module!r}')
+        if isinstance(upstream, TunedBackbone):
+            raise TypeError(f'{cls.__name__}: {type(upstream).__name__} is tuned already; '
+                            'unload() it first')
+        find_family(upstream)  # TypeError for an unsupported backbone, before anything changes
+        upstream.__class__ = _tuned_class(cls, type(upstream))
+        return upstream  # Python calls __init__ on it: an instance of cls
+
+    def __init__(self, module: Union[dict, nn.Module] = None, method: Union[str, dict] = 'e3va',
                  init_cfg: Optional[dict] = None, pretrained: Optional[str] = None):
+        # no BaseModule.__init__: self is the built upstream module (see __new__)
         if pretrained is not None:  # mmseg's EncoderDecoder passes its model.pretrained here
             if init_cfg is not None:
                 raise ValueError(f'TunedBackbone: both pretrained={pretrained!r} (from mmseg\'s '
                                  f'model.pretrained) and init_cfg={init_cfg!r} are set; keep one '
                                  '(model.pretrained=None to use init_cfg)')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        super().__init__(init_cfg=init_cfg)
-        self.module = MODELS.build(module) if isinstance(module, dict) else module
-        self.family = find_family(self.module)
-        method = build_method(method) if isinstance(method, (str, dict)) else method
-        if not isinstance(method, TuningMethod):
-            known = sorted(c.name for c in TUNING_METHODS.module_dict.values())
-            raise TypeError(f'TunedBackbone: method must be a method name ({known}), a config '
-                            f"dict(type='E3VA', ...) or a TuningMethod, got {method!r}")
-        if method.freezes_trunk:
-            self.family.check_frozen(type(method).__name__)
-        method.attach(self.family)
-        self.__dict__['_method'] = method
-        if method.layers_name:
-            self.add_module(method.layers_name, method)
-        self.tuning_method = method.name
-        if method.freezes_trunk:
-            freeze_except(self, self.trainable_parameters())
-        self._cast_trunk(method.trunk_dtype)
-        self.train(self.training)  # a frozen trunk is in eval mode from the start
-        self._register_state_dict_hook(_upstream_keys)
-        self._register_load_state_dict_pre_hook(_prefixed_keys, with_module=True)
+        if init_cfg is not None and not (isinstance(init_cfg, dict)
+                                         and init_cfg.get('type') == 'Pretrained'):
+            raise ValueError(f'TunedBackbone: init_cfg must be dict(type=\'Pretrained\', '
+                             f'checkpoint=PATH) (the trunk weights), got {init_cfg!r}; put other '
+                             'initialisations in the module config')
+        self.__dict__['_pretrained'] = init_cfg and init_cfg['checkpoint']
+        if init_cfg is not None:
+            self.init_cfg = copy.deepcopy(init_cfg)
+        try:
+            self.setup_tuning(find_family(self), method)
+        except Exception:
+            self.__class__ = self._upstream  # a bad method leaves the given module as it was
+            raise
+        self.__dict__['_own_handles'] = [
+            self._register_load_state_dict_pre_hook(_legacy_trunk_keys)]
         # the trunk's sub-modules the method hooked, by name: model surgery after the build
         # (mmengine's SyncBN <-> BN conversion) replaces modules, the hooks are moved then
-        self.__dict__['_hooked'] = [(n, m) for n, m in self.module.named_modules()
-                                    if m._forward_hooks or m._forward_pre_hooks]
-        print_log(self.tuning_summary(), logger='current')
+        layers = self._method.layers_name
+        self.__dict__['_hooked'] = [
+            (n, m) for n, m in self.named_modules()
+            if n and not (layers and (n == layers or n.startswith(layers + '.')))
+            and (m._forward_hooks or m._forward_pre_hooks)]
 
-    def __getattr__(self, name: str):
-        """Attributes of the upstream backbone read through (``out_indices``, ``stages`` ...)."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == _TRUNK or _TRUNK not in self._modules:
-                raise
-            return getattr(self._modules[_TRUNK], name)
-
-    def trainable_modules(self) -> List[nn.Module]:
-        """The modules whose parameters train: the method's layers (if any) and, for a method
-        that trains them, the family's output norms; the whole backbone for ``Full``."""
-        if not self._method.freezes_trunk:
-            return [self]
-        mods = [self._method] if self._method.layers_name else []
-        return mods + (self.family.output_norms() if self._method.trains_output_norms else [])
-
-    def trainable_parameters(self) -> List[nn.Parameter]:
-        """The parameters that train: those of :meth:`trainable_modules` and the trunk
-        parameters the method trains in place (Partial-1's last blocks, BitFit's biases)."""
-        params = [p for m in self.trainable_modules() for p in m.parameters()]
-        if self._method.freezes_trunk:
-            params += self._method.trunk_parameters(self.family)
-        return params
-
-    @property
-    def method(self):
-        """The tuning method (its layers are ``getattr(self, method.layers_name)``)."""
-        return self._method
+    def __reduce_ex__(self, protocol):
+        """Deep copies (mmengine's EMA) and pickles rebuild the cached subclass."""
+        reduced = super().__reduce_ex__(protocol)
+        return (_new_tuned, (self._tuned_base, self._upstream)) + tuple(reduced[2:])
 
     def forward(self, x: torch.Tensor):
+        """Run the method (which calls the upstream forward through the family)."""
         self.follow_replaced_modules()
         return self._method(self.family, x)
 
@@ -154,9 +177,10 @@ class TunedBackbone(BaseModule):
         """
         moved = []
         for k, (name, old) in enumerate(self._hooked):
-            new = self.module.get_submodule(name) if name else self.module
+            new = self.get_submodule(name)
             if new is not old:
-                _move_hooks(old, new)
+                for handle in _move_hooks(old, new):
+                    self._method.keep(handle)
                 self._hooked[k] = (name, new)
                 moved.append(name)
         if moved:
@@ -164,112 +188,162 @@ class TunedBackbone(BaseModule):
         return moved
 
     def train(self, mode: bool = True):
-        """Set train/eval mode; a frozen trunk always stays in eval mode (no DropPath, BN
-        statistics fixed)."""
+        """Set train/eval mode (the upstream ``train``: ``frozen_stages``, ``norm_eval``); a
+        frozen trunk always stays in eval mode (no DropPath, BatchNorm statistics fixed), the
+        method's layers follow ``mode``."""
         super().train(mode)
-        if self._method.freezes_trunk:
-            keep_frozen_in_eval(self.module)
-            self._method.train_trunk_part(self.family, mode)
+        self.keep_trunk_in_eval(mode)
         return self
 
     # ----------------------------------------------------------------- weights
-    def _cast_trunk(self, dtype: torch.dtype) -> None:
-        for t in self.family.frozen_tensors():
-            if t.is_floating_point() and t.dtype != dtype:
-                t.data = t.data.to(dtype)
+    @contextmanager
+    def _trunk_only(self):
+        """The method's layers hidden from the upstream code (its ``init_weights`` re-draws
+        every ``nn.Linear`` it finds, zero-initialised up-projections included)."""
+        name = self._method.layers_name
+        layers = self._modules.pop(name) if name else None
+        try:
+            yield
+        finally:
+            if name:
+                self._modules[name] = layers
 
     def init_weights(self) -> None:
-        """The upstream init (random or its own ``init_cfg``), or this wrapper's
-        ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``; done in float32, then the trunk
-        is cast to the method's ``trunk_dtype``. The method's layers keep their own init.
+        """The upstream init (random or its own ``init_cfg``), or the pretrained trunk of this
+        backbone's ``init_cfg`` / ``pretrained`` (:meth:`load_pretrained`); done in float32,
+        then the trunk is cast to the method's ``trunk_dtype``. The method's layers keep their
+        own init.
 
         Raises:
             FileNotFoundError: if a local checkpoint path does not exist.
             KeyError: if trunk weights are missing from the checkpoint, or the checkpoint has
                 trunk weights this model has no place for (listed; docs/backbones.md).
         """
-        self._cast_trunk(torch.float32)
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            loader = getattr(self.family, 'load_pretrained', None) or self._load_pretrained
-            loader(cfg['checkpoint'])
+        self.cast_trunk(torch.float32)
+        if self._pretrained:
+            self.load_pretrained(self._pretrained)
         else:
-            self.module.init_weights()
-        self._cast_trunk(self._method.trunk_dtype)
+            with self._trunk_only():
+                upstream_class(self).init_weights(self)
+        self.cast_trunk(self._method.trunk_dtype)
         self._is_init = True
 
-    def _load_pretrained(self, path: str) -> None:
+    def load_pretrained(self, path: str) -> None:
+        """Load trunk weights from a backbone, detector/segmentor (``backbone.*``) or official
+        file (the family converts it: :meth:`BackboneFamily.convert_checkpoint`); the output
+        norms may be missing (they train). The one pretrained loader of every family.
+
+        Raises:
+            FileNotFoundError: if a local checkpoint path does not exist.
+            KeyError: if trunk weights are missing from the file, or the file has weights under
+                a top-level name of the trunk at keys this model lacks (another depth or
+                width); both listed.
+        """
         from mmengine.runner.checkpoint import CheckpointLoader
+        kind = upstream_class(self).__name__
         if '://' not in str(path) and not os.path.isfile(path):
-            raise FileNotFoundError(f'{type(self.module).__name__}: pretrained checkpoint '
-                                    f'{path!r} not found; download it or fix init_cfg.checkpoint')
+            raise FileNotFoundError(f'{kind}: pretrained checkpoint {path!r} not found; '
+                                    'download it or fix init_cfg.checkpoint')
         ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-        state = ckpt.get('state_dict', ckpt.get('model', ckpt))
-        state = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                            for k, v in state.items())
-        if any(k.startswith('backbone.') for k in state):
-            state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items()
-                                if k.startswith('backbone.'))
-        result = self.module.load_state_dict(self.family.convert_checkpoint(state), strict=False)
-        norms = {id(p) for m in self.family.output_norms() for p in m.parameters()}
-        optional = {n for n, p in self.module.named_parameters() if id(p) in norms}
-        missing = [k for k in result.missing_keys if k not in optional
+        with self._trunk_only():
+            own = self.state_dict()
+            state = self.family.convert_checkpoint(trunk_state(ckpt), own)
+            result = self.load_state_dict(state, strict=False)
+            norms = tuple(f'{n}.' for n, m in self.named_modules()
+                          if any(m is o for o in self.family.output_norms()))
+            tops = set(self._modules) | set(self._parameters)
+        missing = [k for k in result.missing_keys if not k.startswith(norms)
                    and not k.endswith('num_batches_tracked')]
         if missing:
-            raise KeyError(f'{type(self.module).__name__}: {len(missing)} trunk weights missing '
-                           f'from {path}: {missing[:20]}{" ..." if len(missing) > 20 else ""}')
+            raise KeyError(f'{kind}: {len(missing)} trunk weights missing from {path}: '
+                           f'{missing[:20]}{" ..." if len(missing) > 20 else ""}')
         # weights under a top-level name the trunk has but at a key it lacks (a deeper or wider
         # file: ResNet-101 into ResNet-50) belong to another architecture; weights under names
         # the trunk does not have at all (a classifier's fc/head, mmseg ViT's ln1 with
         # final_norm=False) are dropped deliberately and listed below (docs/backbones.md)
-        tops = set(self.module._modules) | set(self.module._parameters)
         extra = [k for k in result.unexpected_keys if k.split('.', 1)[0] in tops
                  and not k.endswith('num_batches_tracked')]
         if extra:
-            raise KeyError(f'{type(self.module).__name__}: {len(extra)} trunk weights in {path} '
-                           f'have no place in this model (another depth or width?), first: '
+            raise KeyError(f'{kind}: {len(extra)} trunk weights in {path} have no place in this '
+                           f'model (another depth or width?), first: '
                            f'{extra[:10]}{" ..." if len(extra) > 10 else ""}')
-        print_log(f'{type(self.module).__name__}: loaded trunk weights from {path}; ignored: '
+        print_log(f'{kind}: loaded {len(state) - len(result.unexpected_keys)} trunk tensors '
+                  f'from {path}; new (not in the file): {len(result.missing_keys)}; ignored: '
                   f'{sorted(result.unexpected_keys)[:10]}', logger='current')
+
+    # ----------------------------------------------------------------- detach
+    def unload(self) -> nn.Module:
+        """Remove the method: its hooks and parametrizations, its layers; the trunk back in
+        float32 with ``requires_grad`` on every parameter. Returns this module as an instance of
+        the plain upstream class again (outputs and state dict those of the upstream backbone
+        with these trunk weights), as PEFT's ``unload()``."""
+        self._method.detach()
+        for handle in self._own_handles:
+            handle.remove()
+        self.cast_trunk(torch.float32)
+        if self._method.layers_name:
+            del self._modules[self._method.layers_name]
+        for key in ('family', '_method', '_hooked', '_pretrained', '_own_handles',
+                    'tuning_method'):
+            self.__dict__.pop(key, None)
+        self.__class__ = self._upstream
+        for p in self.parameters():
+            p.requires_grad_(True)
+        self.train(self.training)  # the upstream train() (mmdet's Swin returns None)
+        return self
+
+    def merge_and_unload(self) -> nn.Module:
+        """LoRA only: fold every update into its frozen weight in memory (``W' = W + s B A``,
+        in float64, rounded once: :func:`~mmsidetune.tuners.merge.merged_weights`, the export
+        tool's math), then :meth:`unload`. Outputs equal the LoRA model's up to float rounding.
+
+        Raises:
+            LoRAMergeError: for a method other than LoRA (nothing to merge).
+        """
+        from .merge import _frozen, lora_layers, merged_weights
+        layers = lora_layers(self)
+        merged = merged_weights(layers)
+        with torch.no_grad():
+            for layer in layers:
+                weight = _frozen(layer)
+                weight.copy_(merged[layer.weight_key].to(weight.dtype))
+        return self.unload()
+
+    def tuning_owner(self) -> str:
+        """``'TunedBackbone'`` (a legacy alias: its name, ``'E3VASwinTransformer'``)."""
+        return self._tuned_base.__name__
 
     def tuning_summary(self) -> str:
         """One line: type, method, trainable / total backbone parameters."""
-        return summary_line(type(self).__name__, [type(self.module).__name__], self.tuning_method,
-                            self, 'backbone')
+        return summary_line(self.tuning_owner(), [upstream_class(self).__name__],
+                            self.tuning_method, self, 'backbone')
 
 
-def _move_hooks(old: nn.Module, new: nn.Module) -> None:
-    """Register ``old``'s forward (pre-)hooks on ``new``, with the same options."""
+def _move_hooks(old: nn.Module, new: nn.Module) -> list:
+    """Register ``old``'s forward (pre-)hooks on ``new``, with the same options; returns the
+    new handles."""
+    handles = []
     for hid, hook in old._forward_pre_hooks.items():
-        new.register_forward_pre_hook(hook, with_kwargs=hid in old._forward_pre_hooks_with_kwargs)
+        handles.append(new.register_forward_pre_hook(
+            hook, with_kwargs=hid in old._forward_pre_hooks_with_kwargs))
     for hid, hook in old._forward_hooks.items():
-        new.register_forward_hook(hook, with_kwargs=hid in old._forward_hooks_with_kwargs,
-                                  always_call=hid in old._forward_hooks_always_called)
+        handles.append(new.register_forward_hook(
+            hook, with_kwargs=hid in old._forward_hooks_with_kwargs,
+            always_call=hid in old._forward_hooks_always_called))
+    return handles
 
 
-def _upstream_keys(module, state_dict, prefix, local_metadata):
-    """state_dict hook: ``module.<key>`` -> ``<key>`` (the upstream backbone's own layout),
-    trunk keys first."""
-    trunk = prefix + _TRUNK + '.'
-    keys = [k for k in state_dict if k.startswith(prefix)]
-    moved = [(k, state_dict.pop(k)) for k in keys]
-    for k, v in moved:
-        if k.startswith(trunk):
-            state_dict[prefix + k[len(trunk):]] = v
-    for k, v in moved:
-        if not k.startswith(trunk):
-            state_dict[k] = v
-    return state_dict
+def _legacy_trunk_keys(state_dict, prefix, *args) -> None:
+    """The compatibility mapping (load pre-hook): ``<prefix>module.<key>`` -> ``<prefix><key>``.
 
-
-def _prefixed_keys(module, state_dict, prefix, *args):
-    """load pre-hook: keys in the upstream layout (``<key>``) -> ``module.<key>``; the method's
-    layers (``highway.*`` ...) and keys already prefixed are left as they are."""
-    own = set(module._modules) - {_TRUNK}
-    for k in [k for k in state_dict if k.startswith(prefix)]:
-        head = k[len(prefix):].split('.', 1)[0]
-        if head != _TRUNK and head not in own:
-            state_dict[prefix + _TRUNK + '.' + k[len(prefix):]] = state_dict.pop(k)
+    Before issue 19 a tuned backbone held its trunk as ``module``: parameters were named
+    ``backbone.module.<key>`` (state dicts already used ``backbone.<key>``). A state dict made
+    from those names (``named_parameters()``, hand-written converters) still loads; nothing else
+    of this project writes ``module.`` keys. Tested by tests/test_tuners/test_checkpoint_compat.py.
+    """
+    old = prefix + 'module.'
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + key[len(old):]] = state_dict.pop(key)
 
 
 # --------------------------------------------------------------------- bench / config switching

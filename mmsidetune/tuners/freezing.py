@@ -1,11 +1,11 @@
 """What every tuned model does with its frozen part: freeze it in ``__init__``, keep it in eval
 mode, and log one summary line (docs/tuners.md).
 
-Shared by :class:`~mmsidetune.tuners.TunedBackbone` conventions and the M2IST grounder
-(:class:`~mmsidetune.grounding.M2ISTGrounder`), so both log the same line and freeze the same
-way. Freezing happens in ``__init__``: mmengine wraps the model in DDP inside
-``Runner.__init__``, before ``init_weights()`` and ``train()``, and parameters frozen later give
-DDP reduction errors.
+Used by the one lifecycle of every tuned model (:mod:`mmsidetune.tuners.lifecycle`), so
+:class:`~mmsidetune.tuners.TunedBackbone` and :class:`~mmsidetune.grounding.M2ISTGrounder` log
+the same line and freeze the same way. Freezing happens in ``__init__``: mmengine wraps the
+model in DDP inside ``Runner.__init__``, before ``init_weights()`` and ``train()``, and
+parameters frozen later give DDP reduction errors.
 """
 from typing import Iterable, Sequence, Union
 
@@ -20,20 +20,22 @@ def _modules(modules: Modules):
     return [modules] if isinstance(modules, nn.Module) else list(modules)
 
 
-def freeze_except(modules: Modules, trainable: Iterable[nn.Parameter] = ()) -> int:
-    """Set ``requires_grad`` of every parameter of ``modules``: True exactly for the parameters
-    in ``trainable`` (by identity), False for all others.
+def freeze_except(frozen: Union[Modules, Iterable[nn.Parameter]],
+                  trainable: Iterable[nn.Parameter] = ()) -> int:
+    """Set ``requires_grad`` of every parameter of ``frozen`` (modules, or parameters): True
+    exactly for the parameters in ``trainable`` (the same objects), False for all others.
 
     Returns:
         int: the number of scalars frozen.
     """
-    keep = {id(p) for p in trainable}
-    frozen = 0
-    for module in _modules(modules):
-        for p in module.parameters():
-            p.requires_grad_(id(p) in keep)
-            frozen += 0 if id(p) in keep else p.numel()
-    return frozen
+    keep = set(trainable)  # a tensor hashes by identity
+    params = [q for x in _modules(frozen)
+              for q in (x.parameters() if isinstance(x, nn.Module) else [x])]
+    frozen_scalars = 0
+    for p in params:
+        p.requires_grad_(p in keep)
+        frozen_scalars += 0 if p in keep else p.numel()
+    return frozen_scalars
 
 
 def keep_frozen_in_eval(modules: Modules) -> None:

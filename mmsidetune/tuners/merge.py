@@ -10,7 +10,7 @@ sum the same terms in another order). ``tools/model_converters/merge_lora.py`` d
 config and a checkpoint.
 """
 from collections import OrderedDict, namedtuple
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,7 +21,7 @@ from .layers import LoRAUpdate, frozen_weight, weight_updates
 from .methods import LoRA
 from .registry import method_class
 
-__all__ = ['LoRALayer', 'LoRAMergeError', 'lora_backbones', 'lora_layers',
+__all__ = ['LoRALayer', 'LoRAMergeError', 'lora_backbones', 'lora_layers', 'merged_weights',
            'merge_lora_state_dict', 'plain_backbone_config']
 
 #: One adapted layer: the state-dict key of the frozen weight ``W`` (out, in), the key prefix of
@@ -52,7 +52,7 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
     The layer of update ``lora.<stage>.<block>.<target>`` is the family's
     ``stages[stage][block].linears[target]`` (the update must be attached to it by its forward
     hook) or ``weights[target]`` (attached by parametrization), so the merged weight is exactly
-    what the forward computed.
+    what the forward computed. Keys are module names (parameter names and state-dict keys agree).
 
     Raises:
         LoRAMergeError: no LoRA backbone in ``model``; an update whose layer is not an
@@ -67,18 +67,22 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
         raise LoRAMergeError(f'{type(model).__name__} has no LoRA-tuned backbone to merge '
                              f'(tuned backbones: {kinds or "none"}); only method LoRA has '
                              'updates that fold into the frozen weights')
-    key_of = {id(v): k for k, v in model.state_dict(keep_vars=True).items()}
+    name_of = {m: n for n, m in model.named_modules()}  # a module hashes by identity
     layers, seen = [], set()
-    for name, backbone in backbones:
+    for _, backbone in backbones:
         stages = backbone.family.stages
         for s, stage in enumerate(backbone.method):
             for b, updates in enumerate(stage):
                 for target, update in updates.items():
-                    where = f'{name + "." if name else ""}lora.{s}.{b}.{target}'
+                    where = name_of[update]
+                    seen.add(update)
                     if target in stages[s][b].weights:
-                        layers.append(_weight_layer(stages[s][b].weights[target], update, where,
-                                                    key_of))
-                        seen.add(id(update))
+                        module, param, rows = stages[s][b].weights[target]
+                        key = f'{name_of[module]}.{param}'
+                        if not any(u is update for _, _, u in weight_updates(module, param)):
+                            raise LoRAMergeError(f'{where} is not attached to its weight {key} '
+                                                 '(parametrization removed?)')
+                        layers.append(LoRALayer(key, where, module, update, rows))
                         continue
                     linear = stages[s][b].linears[target]
                     shape = (update.B.shape[0], update.A.shape[1])
@@ -88,26 +92,36 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
                     hooked = [getattr(h, 'adapter', None) for h in linear._forward_hooks.values()]
                     if not any(a is update for a in hooked):
                         raise LoRAMergeError(f'{where} is not attached to its layer '
-                                             f'{key_of.get(id(linear.weight))} (hook removed?)')
-                    layers.append(LoRALayer(key_of[id(linear.weight)],
-                                            key_of[id(update.A)][:-len('.A')], linear, update))
-                    seen.add(id(update))
-    stray = [n for n, m in model.named_modules() if isinstance(m, LoRAUpdate) and id(m) not in seen]
+                                             f'{name_of[linear]}.weight (hook removed?)')
+                    layers.append(LoRALayer(f'{name_of[linear]}.weight', where, linear, update))
+    stray = [n for n, m in model.named_modules() if isinstance(m, LoRAUpdate) and m not in seen]
     if stray:
         raise LoRAMergeError(f'{len(stray)} LoRA updates outside a LoRA-tuned TunedBackbone, '
                              f'cannot tell which layer they adapt: {stray[:5]}')
     return layers
 
 
-def _weight_layer(spec, update, where, key_of) -> LoRALayer:
-    """The :class:`LoRALayer` of an update attached by parametrization to ``spec`` =
-    ``(module, parameter name, rows)``."""
-    module, param, rows = spec
-    weight = frozen_weight(module, param)
-    if not any(u is update for _, _, u in weight_updates(module, param)):
-        raise LoRAMergeError(f'{where} is not attached to its weight {key_of.get(id(weight))} '
-                             '(parametrization removed?)')
-    return LoRALayer(key_of[id(weight)], key_of[id(update.A)][:-len('.A')], module, update, rows)
+def _frozen(layer: LoRALayer) -> torch.Tensor:
+    """The stored frozen weight ``W`` of ``layer`` (not ``W`` plus its update)."""
+    return frozen_weight(layer.linear, layer.weight_key.rsplit('.', 1)[1])
+
+
+@torch.no_grad()
+def merged_weights(layers: List[LoRALayer]) -> Dict[str, torch.Tensor]:
+    """``weight key -> W' = W + s B A`` (float64, detached; several updates may add to one
+    weight, e.g. the q and v rows of ``in_proj_weight``). The one merge of the export tool
+    (:func:`merge_lora_state_dict`) and of ``TunedBackbone.merge_and_unload``.
+
+    Shapes: ``W`` ``(out, in)``, ``B`` ``(rows, r)``, ``A`` ``(r, in)``.
+    """
+    merged = {}
+    for layer in layers:
+        up, key = layer.update, layer.weight_key
+        if key not in merged:
+            merged[key] = _frozen(layer).detach().to(torch.float64, copy=True)
+        delta = up.B.detach().double() @ up.A.detach().double()
+        merged[key][layer.rows if layer.rows is not None else slice(None)] += up.scaling * delta
+    return merged
 
 
 @torch.no_grad()
@@ -115,7 +129,7 @@ def merge_lora_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':
     """``model``'s state dict with LoRA folded in: ``W' = W + s B A`` for every adapted layer and
     no LoRA keys. ``model`` is not changed.
 
-    ``W'`` is computed in float64 and rounded once to ``W``'s dtype.
+    ``W'`` is computed in float64 and rounded once to ``W``'s dtype (:func:`merged_weights`).
 
     Args:
         model (nn.Module): a LoRA :class:`TunedBackbone` (or legacy ``LoRASwinTransformer``), or
@@ -129,21 +143,12 @@ def merge_lora_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':
         LoRAMergeError: see :func:`lora_layers`.
     """
     model = _unwrap(model)
-    layers = lora_layers(model)
-    current = model.state_dict(keep_vars=True)
-    merged = {}  # several updates may share one weight (q and v rows of in_proj_weight)
-    for layer in layers:
-        up, key = layer.update, layer.weight_key
-        if key not in merged:
-            merged[key] = current[key].detach().to(torch.float64, copy=True)
-        w = merged[key]
-        delta = up.B.detach().double() @ up.A.detach().double()
-        w[layer.rows if layer.rows is not None else slice(None)] += up.scaling * delta
-    drop = {id(t) for _, bb in lora_backbones(model)
-            for t in list(bb.method.parameters()) + list(bb.method.buffers())}
+    merged = merged_weights(lora_layers(model))
+    drop = tuple(f'{name}.{bb.method.layers_name}.' if name else f'{bb.method.layers_name}.'
+                 for name, bb in lora_backbones(model))
     state = OrderedDict()
-    for key, value in current.items():
-        if id(value) in drop:
+    for key, value in model.state_dict().items():
+        if key.startswith(drop):
             continue
         state[key] = (merged[key].to(value.dtype).cpu() if key in merged else
                       value.detach().cpu().clone())

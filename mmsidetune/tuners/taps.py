@@ -10,6 +10,7 @@ from typing import Callable, Dict, Iterator, List
 
 import torch
 import torch.nn as nn
+from torch.utils.hooks import RemovableHandle
 
 __all__ = ['TapRecorder']
 
@@ -32,11 +33,11 @@ class TapRecorder(nn.Module):
         self._active = False
         self._picks: Dict[str, Callable] = {}
 
-    def add(self, module: nn.Module, key: str, pick: Callable = _first) -> None:
+    def add(self, module: nn.Module, key: str, pick: Callable = _first) -> RemovableHandle:
         """Record ``pick(output)`` of ``module`` under ``key`` (first tensor of the output by
-        default)."""
+        default). Returns the hook's handle (the method keeps it: ``unload()`` removes it)."""
         self._picks[key] = pick
-        module.register_forward_hook(functools.partial(self._hook, key))
+        return module.register_forward_hook(functools.partial(self._hook, key))
 
     def _hook(self, key, module, args, output):
         if self._active:

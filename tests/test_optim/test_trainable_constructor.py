@@ -44,3 +44,29 @@ def test_all_frozen_model_raises():
     with pytest.raises(ValueError, match='nothing to optimise'):
         build_optim_wrapper(model, dict(constructor='TrainableOptimWrapperConstructor',
                                         optimizer=dict(type='AdamW', lr=1e-3)))
+
+
+def test_custom_keys_written_against_checkpoint_keys_match_the_parameters():
+    """Parameter names are the state-dict keys (``backbone.norm3.weight``, ``backbone.highway.*``),
+    so ``paramwise_cfg.custom_keys`` written against a checkpoint reach the parameters."""
+    import torch
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.backbone = MODELS.build(dict(
+        type='TunedBackbone', module=dict(type='SwinTransformer', embed_dims=16, depths=(1, 1),
+                                          num_heads=(1, 2), strides=(4, 2), out_indices=(0, 1)),
+        method='e3va'))
+    keys = model.state_dict()
+    assert 'backbone.norm1.weight' in keys and any(k.startswith('backbone.highway.') for k in keys)
+    wrapper = build_optim_wrapper(model, dict(
+        constructor='TrainableOptimWrapperConstructor', optimizer=dict(type='AdamW', lr=1.0),
+        paramwise_cfg=dict(custom_keys={'backbone.norm1': dict(lr_mult=0.5),
+                                        'backbone.highway': dict(lr_mult=0.1)})))
+    lr = {p: g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            want = 0.5 if name.startswith('backbone.norm1.') else (
+                0.1 if name.startswith('backbone.highway.') else 1.0)
+            assert lr[p] == want, name

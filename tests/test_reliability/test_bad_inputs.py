@@ -426,7 +426,7 @@ class UnhookAdaptersHook(Hook):
 
     def before_train(self, runner):
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        for m in model.backbone.module.modules():
+        for m in model.backbone.modules():
             m._forward_hooks.clear()
 
 

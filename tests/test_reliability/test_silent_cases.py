@@ -84,7 +84,7 @@ def test_norm_conversion_in_both_directions_keeps_adapter_gradients(to_sync):
     before = bb(x)[0].detach()
     bb = convert_sync_batchnorm(bb) if to_sync else revert_sync_batchnorm(bb)
     bb.train()  # as mmengine's train loop does (convert_sync_batchnorm drops the eval mode)
-    norm = type(bb.module.layer1[0].norm2).__name__
+    norm = type(bb.layer1[0].norm2).__name__
     assert norm == ('SyncBatchNorm' if to_sync else '_BatchNormXd')
     out = bb(x)[0]
     torch.testing.assert_close(out.detach(), before, rtol=0, atol=0)

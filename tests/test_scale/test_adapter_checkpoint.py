@@ -40,9 +40,8 @@ def test_round_trip_reproduces_outputs_exactly(tmp_path, images):
     meta = save_adapter_checkpoint(tuned, path)
 
     saved = torch.load(path, weights_only=True)['state_dict']  # safe to load: tensors only
-    # the backbone saves its trunk ``module.*`` in the upstream layout (``backbone.norm3.*``)
-    trainable = [n.replace('backbone.module.', 'backbone.')
-                 for n, p in tuned.named_parameters() if p.requires_grad]
+    # parameter names are the state-dict keys (``backbone.norm3.*``, the upstream layout)
+    trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
     assert sorted(saved) == sorted(trainable) and 'backbone.norm3.weight' in saved
     assert not any(k.startswith(('backbone.stages.', 'backbone.patch_embed.'))
                    and '.highway.' not in k for k in saved)
@@ -219,7 +218,7 @@ def test_tuned_backbone_detector_saves_its_trainable_output_norms(tmp_path, meth
         return model.eval()
 
     tuned = build()
-    assert tuned.backbone.module.norm0.weight.requires_grad
+    assert tuned.backbone.norm0.weight.requires_grad
     with torch.no_grad():  # as by training: every trainable tensor changes
         for p in tuned.parameters():
             if p.requires_grad:
@@ -228,12 +227,12 @@ def test_tuned_backbone_detector_saves_its_trainable_output_norms(tmp_path, meth
     save_adapter_checkpoint(tuned, path)
     saved = torch.load(path, weights_only=True)['state_dict']
     assert {f'backbone.norm{i}.{w}' for i in range(4) for w in ('weight', 'bias')} <= set(saved)
-    assert torch.equal(saved['backbone.norm0.weight'], tuned.backbone.module.norm0.weight)
+    assert torch.equal(saved['backbone.norm0.weight'], tuned.backbone.norm0.weight)
     assert not any(k.startswith('backbone.module.') or k.startswith('backbone.stages.')
                    for k in saved)
 
     fresh = build()
-    assert not torch.equal(fresh.backbone.module.norm0.weight, tuned.backbone.module.norm0.weight)
+    assert not torch.equal(fresh.backbone.norm0.weight, tuned.backbone.norm0.weight)
     load_adapter_checkpoint(fresh, path)
     expected = tuned.state_dict()
     assert list(fresh.state_dict()) == list(expected)

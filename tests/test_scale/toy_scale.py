@@ -39,7 +39,7 @@ class ToyTunedClassifier(BaseModel):
     def __init__(self, backbone: dict, num_classes: int = 3, init_cfg=None):
         super().__init__(data_preprocessor=dict(type='BaseDataPreprocessor'), init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
-        trunk = self.backbone.module
+        trunk = self.backbone
         width = trunk.num_features[-1] if hasattr(trunk, 'num_features') else trunk.feat_dim
         self.head = nn.Linear(width, num_classes)
 

@@ -197,7 +197,7 @@ def test_tool_writes_a_plain_segmentor(tmp_path, images):
         f"type='TunedBackbone', module=dict(type='SwinTransformer', **{module!r}), "
         f"method=dict(type='LoRA', rank={RANK}, alpha={ALPHA})")))
     lora = _lora_detector(str(config), scope='mmseg')
-    assert type(lora.backbone.module) is MMSegSwin
+    assert type(lora.backbone)._upstream is MMSegSwin
     ckpt = _save_full(lora, tmp_path / 'iter_40.pth')
     out = str(tmp_path / 'merged.pth')
     _tool().main([str(config), ckpt, out, '--check-size', '64'])

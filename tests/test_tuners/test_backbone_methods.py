@@ -24,7 +24,8 @@ FAMILIES = {
     # which would leave the adapters reading zeros
     'resnet': ('mmdet', dict(type='ResNet', depth=50, out_indices=(0, 1, 2, 3),
                              zero_init_residual=False), (2, 3, 64, 64)),
-    'resnet-mmseg': ('mmseg', dict(type='ResNetV1c', depth=50, out_indices=(0, 1, 2, 3),
+    # mmseg's deep-stem ResNetV1d with BasicBlocks (the mmdet row has Bottlenecks)
+    'resnet-mmseg': ('mmseg', dict(type='ResNetV1d', depth=18, out_indices=(0, 1, 2, 3),
                                    zero_init_residual=False), (2, 3, 64, 64)),
     'vit': ('mmseg', dict(type='VisionTransformer', img_size=(64, 64), patch_size=16,
                           embed_dims=32, num_layers=4, num_heads=2, mlp_ratio=2,
@@ -83,12 +84,14 @@ def test_only_the_method_trains_and_all_of_it_gets_gradients(family, method):
         return
     if method != 'full':  # the frozen trunk stays in eval mode (Partial-1: but its last block)
         trained = {id(m) for b in model.family.blocks()[-1:] for m in b.module.modules()}
-        fixed_bn = getattr(model.module, 'norm_eval', False)  # upstream norm_eval holds
-        for m in model.module.modules():
+        fixed_bn = getattr(model, 'norm_eval', False)  # upstream norm_eval holds
+        for m in (m for c in model.family.trunk() for m in c.modules()):
             bn = isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
             assert m.training == (method == 'partial-1' and id(m) in trained
                                   and not (bn and fixed_bn)), type(m).__name__
-        assert not model.module.training
+        assert not any(c.training for c in model.family.trunk())
+        layers = model.method.layers_name
+        assert not layers or getattr(model, layers).training
     _loss(model(_input(family))).backward()
     for name, p in model.named_parameters():
         if id(p) in trainable:
@@ -109,15 +112,16 @@ def _zero_grad_ok(name):
 def test_output_equals_the_frozen_trunk_at_initialisation(family, method):
     ref = _build(family, 'frozen').eval()
     model = _build(family, method).eval()
-    model.module.load_state_dict(ref.module.state_dict())
+    model.load_state_dict(ref.state_dict(), strict=False)
     x = _input(family)
     with torch.no_grad():
         expected, got = ref(x), model(x)
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
-        if method == 'full':
-            # trainable weights take nn.MultiheadAttention's slow path (ViT), the frozen trunk its
-            # fused inference path: the same function, rounded differently
+        if method in ('full', 'partial-1'):
+            # trainable weights (Partial-1: the last layer's) take nn.MultiheadAttention's slow
+            # path (ViT), the frozen trunk its fused inference path: the same function, rounded
+            # differently
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
         else:
             assert torch.equal(a, b)
@@ -131,7 +135,7 @@ def test_adapter_only_file_round_trips_bitwise(tmp_path, family, method):
             p.data.normal_()
     path = str(tmp_path / 'adapter.pth')
     meta = save_adapter_checkpoint(model, path)
-    assert meta['tuning_methods'] == {'.': f'TunedBackbone({method})'}
+    assert meta['tuning_methods'] == {'.': f'{type(model).__name__}({method})'}
     fresh = _build(family, method, seed=0)
     load_adapter_checkpoint(fresh, path)
     own, loaded = model.state_dict(), fresh.state_dict()
@@ -148,8 +152,11 @@ def _saved_bytes(model, x):
 
 @pytest.mark.parametrize('family', list(FAMILIES))
 def test_e3va_saves_less_for_backward_than_every_in_stream_method(family):
+    """Paper, COCO Swin-B: E3VA 7639 MB, lowest in-stream (LoRA) 11975 MB, 0.64x; frozen
+    stores nothing (in-stream methods may store more than full: Mona's adapters add maps)."""
     x = _input(family)
-    e3va = _saved_bytes(_build(family, 'e3va').train(), x)
-    in_stream = {m: _saved_bytes(_build(family, m).train(), x)
-                 for m in _methods(family) if m in IN_STREAM}
-    assert in_stream and all(e3va < b for b in in_stream.values()), (e3va, in_stream)
+    saved = {m: _saved_bytes(_build(family, m).train(), x) for m in _methods(family)
+             if m in IN_STREAM + ('e3va', 'frozen')}
+    in_stream = [saved[m] for m in saved if m in IN_STREAM]
+    assert saved['frozen'] == 0 and in_stream
+    assert saved['e3va'] < min(in_stream), saved

@@ -38,8 +38,10 @@ def paper_swins():
 
 
 def _count(module, method):
-    return sum(p.numel() for p in TunedBackbone(module=module, method=method)
-               .trainable_parameters())
+    tuned = TunedBackbone(module=module, method=method)  # module becomes the tuned backbone
+    count = sum(p.numel() for p in tuned.trainable_parameters())
+    tuned.unload()  # ... and the plain upstream module again, for the next method
+    return count
 
 
 @pytest.mark.parametrize('method', list(COUNTS))
@@ -111,9 +113,9 @@ def test_partial_saves_only_the_trained_block_for_backward():
         x, hw = family.stem(_x())
         for i in range(3):
             x, hw, _, _ = family.run_stage(i, x, hw)
-        x = model.module.stages[3].blocks[0](x, hw)
+        x = model.stages[3].blocks[0](x, hw)
     with SavedTensorMeter(exclude=model.parameters()) as meter:
-        y = model.module.norm3(block(x, hw))
+        y = model.norm3(block(x, hw))
     del y
     assert partial == meter.bytes
     assert partial < _saved(_tiny('bitfit').train()) / 4
@@ -129,8 +131,8 @@ def test_partial_refuses_a_last_stage_without_output():
 
 def test_bitfit_trains_exactly_the_biases():
     model = _tiny('bitfit')
-    names = {n for n, p in model.module.named_parameters() if p.requires_grad}
-    assert names == {n for n, _ in model.module.named_parameters()
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names == {n for n, _ in model.named_parameters()
                      if n.endswith(('.bias', 'relative_position_bias_table'))}
     assert 'norm3.bias' in names and 'patch_embed.norm.bias' in names
 
@@ -141,7 +143,7 @@ def test_mona_sits_after_each_residual_add():
     model = _tiny('mona').eval()
     for p in model.method.parameters():
         p.data.normal_(0, 0.1)
-    block = model.module.stages[1].blocks[1]
+    block = model.stages[1].blocks[1]
     m1, m2 = model.method[1][1]['attn'], model.method[1][1]['mlp']
     hw = (4, 6)
     torch.manual_seed(2)

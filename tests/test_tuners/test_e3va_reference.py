@@ -34,7 +34,7 @@ def _model(scope, module, **method):
 
 
 def _swin_reference(model, img):
-    m, hw_shape = model.module, None
+    m, hw_shape = model, None
     x, hw_shape = m.patch_embed(img)
     x = m.drop_after_pos(x)
     h, outs = x, []
@@ -59,7 +59,7 @@ def _swin_reference(model, img):
 
 
 def _vit_reference(model, img):
-    m = model.module
+    m = model
     x, hw_shape = m.patch_embed(img)
     x = torch.cat((m.cls_token.expand(img.shape[0], -1, -1), x), dim=1)
     x = m._pos_embeding(x, hw_shape, m.pos_embed)

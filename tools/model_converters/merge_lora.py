@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
         bb = model.get_submodule(name) if name else model
         method = bb.method
         backbones[name or '.'] = dict(
-            module=type(bb.module).__name__, rank=method.rank, alpha=method.alpha,
+            module=type(bb)._upstream.__name__, rank=method.rank, alpha=method.alpha,
             targets=sorted({k for stage in method for block in stage for k in block}),
             layers=sum(1 for layer in layers if layer.update_key.startswith(
                 (name + '.' if name else '') + method.layers_name + '.')))

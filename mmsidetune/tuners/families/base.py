@@ -12,6 +12,8 @@ A :class:`BackboneFamily` wraps one built upstream backbone (mmdet's or mmseg's 
 
 Families are found by :func:`find_family` from the built module or from a config's type name.
 """
+import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -19,7 +21,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ['BlockSpec', 'BackboneFamily', 'BACKBONE_FAMILIES', 'register_family', 'find_family',
-           'family_for_type', 'call_in_dtype']
+           'family_for_type', 'call_in_dtype', 'upstream_class', 'trunk_state']
 
 
 @dataclass
@@ -76,10 +78,12 @@ class BackboneFamily:
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
-        """Whether ``module`` belongs to this family."""
+        """Whether ``module`` (plain or tuned: its upstream class counts) belongs to this
+        family; asked by :func:`find_family` for the registered families."""
         raise NotImplementedError
 
     def build_stages(self) -> List[List[BlockSpec]]:
+        """The blocks of :attr:`stages`, stage by stage (rebuilt when the core moves hooks)."""
         raise NotImplementedError
 
     def blocks(self) -> List[BlockSpec]:
@@ -87,18 +91,20 @@ class BackboneFamily:
         return [b for stage in self.stages for b in stage]
 
     def output_norms(self) -> List[nn.Module]:
-        """Norms applied to the outputs only (trained by the adapter methods). Default: none."""
+        """Norms applied to the outputs only (``(..., C_i) -> (..., C_i)``, trained by the
+        adapter methods). Default: none."""
         return []
 
     def out_stages(self) -> List[int]:
-        """Stage indices that produce an output, ascending."""
+        """Stage indices that produce an output, ascending (the upstream ``out_indices``)."""
         raise NotImplementedError
 
     def check_frozen(self, method_name: str) -> None:
         """Refuse upstream options that contradict a frozen trunk (``frozen_stages``)."""
         frozen = getattr(self.module, 'frozen_stages', -1)
         if frozen not in (-1, None):
-            raise ValueError(f'{method_name} freezes the whole {type(self.module).__name__} '
+            kind = upstream_class(self.module).__name__
+            raise ValueError(f'{method_name} freezes the whole {kind} '
                              f'trunk already; remove frozen_stages={frozen} from the backbone '
                              'config')
 
@@ -122,7 +128,9 @@ class BackboneFamily:
         return False
 
     def transition(self, i: int, h: torch.Tensor, ctx) -> Optional[torch.Tensor]:
-        """The highway across stage ``i``'s downsampling; None when the stage has none."""
+        """The highway across stage ``i``'s downsampling (stream of stage ``i`` -> stream of
+        stage ``i + 1``, e.g. Swin ``(B, HW, C) -> (B, HW / 4, 2 C)``); None when the stage has
+        none."""
         return None
 
     def highway_step(self, block: BlockSpec, h: torch.Tensor, taps: Dict[str, torch.Tensor],
@@ -139,18 +147,64 @@ class BackboneFamily:
         """The upstream forward's return type for ``outs`` (a tuple for mmdet/mmseg)."""
         return tuple(outs)
 
-    # ------------------------------------------------------------- weights
-    def frozen_tensors(self):
-        """The trunk's parameters and buffers (the output norms excluded)."""
-        skip = {id(t) for m in self.output_norms() for t in
-                list(m.parameters()) + list(m.buffers())}
-        for t in list(self.module.parameters()) + list(self.module.buffers()):
-            if id(t) not in skip:
-                yield t
+    # ------------------------------------------------------------- the trunk
+    def upstream_forward(self, x):
+        """The upstream backbone's own forward of ``x`` (the sub-modules' hooks run, the tuned
+        backbone's ``forward`` does not): image ``(B, 3, H, W)`` -> the upstream outputs."""
+        return upstream_class(self.module).forward(self.module, x)
 
-    def convert_checkpoint(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Map a checkpoint's trunk weights to the module's keys (default: as they are)."""
+    def trunk(self) -> List[nn.Module]:
+        """The trunk's sub-modules (the module's children but the method's layers): what a
+        frozen trunk keeps in eval mode."""
+        return [m for m in self.module.children() if not _is_method(m)]
+
+    def trunk_parameters(self) -> List[nn.Parameter]:
+        """Every parameter of the trunk (the module's own ones included, e.g. ViT's
+        ``cls_token``), the output norms included, the method's layers excluded."""
+        own = [p for p in self.module._parameters.values() if p is not None]
+        return own + [p for m in self.trunk() for p in m.parameters()]
+
+    def frozen_tensors(self) -> List[torch.Tensor]:
+        """The trunk's parameters and buffers, the output norms excluded: what the core casts
+        to the method's ``trunk_dtype``."""
+        skip = set(t for m in self.output_norms() for t in list(m.parameters()) + list(m.buffers()))
+        own = [b for b in self.module._buffers.values() if b is not None]
+        tensors = self.trunk_parameters() + own + [b for m in self.trunk() for b in m.buffers()]
+        return [t for t in tensors if t not in skip]
+
+    def convert_checkpoint(self, state: Dict[str, torch.Tensor],
+                           own: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Map a checkpoint's trunk weights (``backbone.`` and DDP's ``module.`` prefixes
+        already stripped) to the module's keys and shapes; ``own`` is the module's trunk state
+        dict. Default: as they are. Swin converts the official release's layout and resizes
+        position tables. Called by the core's one pretrained loader
+        (:meth:`~mmsidetune.tuners.TunedBackbone.init_weights`)."""
         return state
+
+
+def _is_method(module: nn.Module) -> bool:
+    from ..methods.base import TuningMethod
+    return isinstance(module, TuningMethod)
+
+
+def trunk_state(checkpoint: dict) -> 'OrderedDict[str, torch.Tensor]':
+    """The backbone weights of a loaded checkpoint file.
+
+    The file's ``state_dict`` (mmengine), ``model`` (official releases) or the dict itself; DDP's
+    ``module.`` key prefix removed (mmengine's ``revise_keys`` default); a detector's or
+    segmentor's ``backbone.*`` keys, without the prefix, when it has any.
+    """
+    state = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
+    state = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state.items())
+    if any(k.startswith('backbone.') for k in state):
+        state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items()
+                            if k.startswith('backbone.'))
+    return state
+
+
+def upstream_class(module: nn.Module) -> type:
+    """The upstream backbone class of ``module`` (``module``'s own class when not tuned)."""
+    return getattr(type(module), '_upstream', None) or type(module)
 
 
 #: Family classes, asked in registration order.

@@ -19,7 +19,7 @@ from typing import List, Tuple
 import torch
 import torch.nn as nn
 
-from .base import BackboneFamily, BlockSpec, call_in_dtype, register_family
+from .base import BackboneFamily, BlockSpec, call_in_dtype, register_family, upstream_class
 
 __all__ = ['ResNetFamily', 'masked_relu', 'frozen_affine']
 
@@ -74,10 +74,6 @@ def masked_relu(x: torch.Tensor) -> torch.Tensor:
 
 #: Modules whose eval-mode forward is an affine map of the input.
 _AFFINE = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.AvgPool2d, nn.Sequential, nn.Identity)
-
-
-def _is_affine(module: nn.Module) -> bool:
-    return all(isinstance(m, _AFFINE) for m in module.modules())
 
 
 class _FrozenAffine(torch.autograd.Function):
@@ -146,7 +142,7 @@ class ResNetFamily(BackboneFamily):
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
-        return type(module) in _resnet_classes()[0]
+        return upstream_class(module) in _resnet_classes()[0]
 
     def build_stages(self) -> List[List[BlockSpec]]:
         _, bottlenecks, basics = _resnet_classes()
@@ -162,7 +158,7 @@ class ResNetFamily(BackboneFamily):
                 elif isinstance(block, basics):
                     res, width = block.norm2, block.conv2.out_channels
                 else:
-                    raise TypeError(f'{type(self.module).__name__}.{name}: block '
+                    raise TypeError(f'{upstream_class(self.module).__name__}.{name}: block '
                                     f'{type(block).__name__} is not an mmdet/mmseg Bottleneck or '
                                     'BasicBlock; the ResNet family cannot read its residual branch')
                 blocks.append(BlockSpec(module=block, width=width, branches=dict(res=res),

@@ -8,7 +8,6 @@ the branches are read at ``block.attn`` and ``block.ffn.dropout_layer``. LoRA ad
 its ``PatchMerging``; the highway crosses a ``PatchMerging`` through the frozen layer itself
 (docs/e3va.md).
 """
-import os
 from collections import OrderedDict
 from typing import List
 
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from mmdet.models.backbones.swin import SwinTransformer as MMDetSwin
 from mmdet.models.backbones.swin import swin_converter
 
-from .base import BackboneFamily, BlockSpec, call_in_dtype, register_family
+from .base import BackboneFamily, BlockSpec, call_in_dtype, register_family, trunk_state
 
 __all__ = ['SwinFamily', 'load_swin_state_dict']
 
@@ -38,25 +37,14 @@ def load_swin_state_dict(checkpoint: dict) -> 'OrderedDict[str, torch.Tensor]':
 
     Accepts the official Swin release (``{'model': {'layers.0.blocks.0.attn.qkv.weight': ...}}``,
     converted with mmdet's ``swin_converter``), mmdet/mmseg detector or segmentor checkpoints
-    (``backbone.`` prefix, stripped) and bare mmdet/mmseg backbone files. ``module.`` prefixes
-    (DDP) are stripped.
+    (``backbone.`` prefix, stripped) and bare mmdet/mmseg backbone files (:func:`trunk_state`).
 
     Raises:
         KeyError: if no Swin trunk weight can be found in the file.
     """
-    if 'state_dict' in checkpoint:
-        state = checkpoint['state_dict']
-    elif 'model' in checkpoint:
-        state = checkpoint['model']
-    else:
-        state = checkpoint
-    state = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                        for k, v in state.items())
+    state = trunk_state(checkpoint)
     if any(k.startswith('layers.') for k in state):  # official microsoft/Swin-Transformer layout
-        state = swin_converter(state)
-    if any(k.startswith('backbone.') for k in state):
-        state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items()
-                            if k.startswith('backbone.'))
+        state = trunk_state({'state_dict': swin_converter(state)})  # it adds 'backbone.'
     if not any(k.startswith(('stages.', 'patch_embed.')) for k in state):
         raise KeyError('no Swin trunk weights found in the checkpoint (expected keys starting with '
                        "'layers.' (official Swin), 'backbone.stages.' or 'stages.'); first keys: "
@@ -132,27 +120,19 @@ class SwinFamily(BackboneFamily):
         return call_in_dtype(down, h.dtype, h, hw_shape)[0]
 
     # ------------------------------------------------------------- weights
-    def load_pretrained(self, path: str, logger=None) -> None:
-        """Load Swin trunk weights (official, mmdet/mmseg detector/segmentor or backbone files)
-        into the module; ``relative_position_bias_table`` is interpolated to the window size and
-        ``absolute_pos_embed`` reshaped.
+    def convert_checkpoint(self, state, own):
+        """Official Swin files converted (:func:`load_swin_state_dict`); the buffers mmdet
+        derives from the window size (``relative_position_index``, official files'
+        ``attn_mask``) taken from the model; ``relative_position_bias_table`` interpolated to
+        the window size (bicubic, ``(S1**2, heads) -> (S2**2, heads)``); ``absolute_pos_embed``
+        reshaped.
 
         Raises:
-            FileNotFoundError: if a local ``path`` does not exist.
-            KeyError: if trunk weights are missing from the file, or the file has trunk weights
-                this architecture has no place for (the keys are listed).
+            KeyError: if the file has no Swin trunk weights, or another number of heads.
         """
-        from mmengine.logging import print_log
-        from mmengine.runner.checkpoint import CheckpointLoader
-        m = self.module
-        if '://' not in str(path) and not os.path.isfile(path):
-            raise FileNotFoundError(f'{type(m).__name__}: pretrained checkpoint {path!r} not '
-                                    'found; download it or fix init_cfg.checkpoint')
-        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger=logger)
-        derived = '.relative_position_index'  # derived from window_size: the model's own
-        state = OrderedDict(
-            (k, v) for k, v in load_swin_state_dict(ckpt).items() if not k.endswith(derived))
-        own = m.state_dict()
+        state = OrderedDict((k, v) for k, v in load_swin_state_dict({'state_dict': state}).items()
+                            if not k.endswith(('.relative_position_index', 'attn_mask')))
+        state.update((k, v) for k, v in own.items() if k.endswith('.relative_position_index'))
         if 'absolute_pos_embed' in state and 'absolute_pos_embed' in own:
             pos, target = state['absolute_pos_embed'], own['absolute_pos_embed']
             if pos.numel() == target.numel():
@@ -166,25 +146,4 @@ class SwinFamily(BackboneFamily):
                 s1, s2 = int(table.shape[0]**0.5), int(target.shape[0]**0.5)
                 table = F.interpolate(table.T.reshape(1, -1, s1, s1), size=(s2, s2), mode='bicubic')
                 state[key] = table.reshape(-1, s2 * s2).T.contiguous()
-        state = OrderedDict((k, v.to(own[k].dtype) if k in own else v) for k, v in state.items())
-        result = m.load_state_dict(state, strict=False)
-        optional = {id(p) for n in self.output_norms() for p in n.parameters()}
-        optional_names = {n for n, p in m.named_parameters() if id(p) in optional}
-        missing = [k for k in result.missing_keys
-                   if k not in optional_names and not k.endswith(derived)]
-        if missing:
-            raise KeyError(f'{type(m).__name__}: {len(missing)} trunk weights missing from '
-                           f'{path}: {missing[:20]}{" ..." if len(missing) > 20 else ""}')
-        # Trunk weights the model has no place for mean another architecture (depth, layout);
-        # official files' attention masks (recomputed by mmdet) and heads are fine to drop.
-        extra = [k for k in result.unexpected_keys
-                 if k.startswith(('stages.', 'patch_embed.')) and not k.endswith('attn_mask')]
-        if extra:
-            raise KeyError(f'{type(m).__name__}: {len(extra)} trunk weights in {path} have no '
-                           f'place in this model (check depths/embed_dims): {extra[:20]}'
-                           f'{" ..." if len(extra) > 20 else ""}')
-        new = [k for k in result.missing_keys if not k.endswith(derived)]
-        print_log(f'{type(m).__name__}: loaded {len(state) - len(result.unexpected_keys)} '
-                  f'trunk tensors from {path}; new (not in the file): {len(new)}; '
-                  f'ignored: {sorted(result.unexpected_keys)[:10]}', logger='current')
-
+        return state

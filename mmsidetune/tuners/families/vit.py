@@ -21,7 +21,7 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from .base import BackboneFamily, BlockSpec, register_family
+from .base import BackboneFamily, BlockSpec, register_family, upstream_class
 
 __all__ = ['ViTFamily']
 
@@ -57,7 +57,7 @@ class ViTFamily(BackboneFamily):
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
-        return type(module) in _vit_classes()
+        return upstream_class(module) in _vit_classes()
 
     def build_stages(self) -> List[List[BlockSpec]]:
         m = self.module

@@ -1,4 +1,5 @@
-"""The bottleneck adapter ``s * W_up act(W_down norm(u) + b_down) + b_up`` used by every method.
+"""The bottleneck adapter ``s * W_up act(W_down norm(u) + b_down) + b_up`` of the Adapter and
+AdaptFormer methods and of M2IST's VEA/LEA.
 
 Houlsby et al., "Parameter-Efficient Transfer Learning for NLP", ICML 2019 (serial adapter,
 GELU); Chen et al., "AdaptFormer", NeurIPS 2022 (parallel, ReLU, scale 0.1); M2IST's VEA and LEA

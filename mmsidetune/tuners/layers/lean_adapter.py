@@ -1,6 +1,6 @@
 """The dual low-rank adapter with a lean backward: only its input is kept for backward.
 
-A :class:`~mmsidetune.adapters.DualLowRankAdapter` computes ``y = up(act(down(x)))`` with
+A :class:`~mmsidetune.tuners.layers.DualLowRankAdapter` computes ``y = up(act(down(x)))`` with
 ``down = P_d K_d Q_d (+ b_d)`` and ``up = P_u K_u Q_u (+ b_u)`` (rank ``B * r`` products, see
 :mod:`.dual_lowrank`). Run as plain modules, autograd keeps per token the input ``x`` (``d``
 floats), the ``d/2``-wide pre-activation and activation, and four ``B * r``-wide projections.

@@ -59,8 +59,29 @@ def _load_upstream_key(name: str):
     return hook
 
 
+class WeightUpdateHandle:
+    """Removes one update of :func:`add_weight_update`; the last one removed also removes the
+    parametrization (``module.<name>`` is the stored frozen parameter again, with its value)
+    and its state-dict hooks."""
+
+    def __init__(self, module: nn.Module, name: str, entry: tuple, hooks: list):
+        self.module, self.name, self.entry, self.hooks = module, name, entry, hooks
+
+    def remove(self) -> None:
+        if not parametrize.is_parametrized(self.module, self.name):
+            return
+        holder = next(p for p in self.module.parametrizations[self.name]
+                      if isinstance(p, _RowUpdates))
+        if any(e is self.entry for e in holder.entries):
+            holder.entries.remove(self.entry)
+        if not holder.entries:
+            parametrize.remove_parametrizations(self.module, self.name, leave_parametrized=False)
+            for hook in self.hooks:
+                hook.remove()
+
+
 def add_weight_update(module: nn.Module, name: str, update: nn.Module,
-                      rows: Optional[slice] = None) -> None:
+                      rows: Optional[slice] = None) -> WeightUpdateHandle:
     """Make ``module.<name>`` read ``W + update.delta_weight()`` (in ``rows`` of ``W``).
 
     Args:
@@ -69,6 +90,9 @@ def add_weight_update(module: nn.Module, name: str, update: nn.Module,
         update: a module with ``delta_weight() -> (rows, in)`` (e.g.
             :class:`~mmsidetune.tuners.layers.LoRAUpdate`).
         rows: the rows of ``W`` the update adds to (None: all).
+
+    Returns:
+        WeightUpdateHandle: ``remove()`` takes the update off again.
 
     Raises:
         ValueError: if the update's shape does not fit the rows, or the rows overlap an update
@@ -83,13 +107,17 @@ def add_weight_update(module: nn.Module, name: str, update: nn.Module,
                          f'{tuple(weight.shape)}')
     if not parametrize.is_parametrized(module, name):
         parametrize.register_parametrization(module, name, _RowUpdates(), unsafe=True)
-        module._register_state_dict_hook(_save_upstream_key(name))
-        module._register_load_state_dict_pre_hook(_load_upstream_key(name), with_module=True)
+        holder = next(p for p in module.parametrizations[name] if isinstance(p, _RowUpdates))
+        holder.__dict__['hooks'] = [
+            module._register_state_dict_hook(_save_upstream_key(name)),
+            module._register_load_state_dict_pre_hook(_load_upstream_key(name), with_module=True)]
     holder = next(p for p in module.parametrizations[name] if isinstance(p, _RowUpdates))
     if any(a < stop and start < b for a, b, _ in holder.entries):
         raise ValueError(f'add_weight_update: rows [{start}, {stop}) of '
                          f'{type(module).__name__}.{name} already have an update')
-    holder.entries.append((start, stop, update))
+    entry = (start, stop, update)
+    holder.entries.append(entry)
+    return WeightUpdateHandle(module, name, entry, holder.hooks)
 
 
 def frozen_weight(module: nn.Module, name: str) -> torch.Tensor:

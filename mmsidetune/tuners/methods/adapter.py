@@ -46,7 +46,7 @@ class Adapter(TuningMethod):
         def make(block):
             layers = ModuleDict({name: self.make_adapter(block) for name in block.branches})
             for name, module in block.branches.items():
-                add_serial_adapter(module, layers[name])
+                self.keep(add_serial_adapter(module, layers[name]))
             return layers
 
         self.per_block(family, make)

@@ -38,7 +38,7 @@ class AdaptFormer(TuningMethod):
         def make(block):
             adapter = BottleneckAdapter(block.width, self.hidden_dims, act_layer=nn.ReLU,
                                         scale=self.scale)
-            add_parallel_adapter(block.mlp, adapter)
+            self.keep(add_parallel_adapter(block.mlp, adapter))
             return adapter
 
         self.per_block(family, make)

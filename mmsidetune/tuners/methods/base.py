@@ -86,6 +86,20 @@ class TuningMethod(ModuleList):
             raise ValueError(f'{type(self).__name__} does not apply to the {family.name} family: '
                              f'{reason}')
 
+    def keep(self, handle):
+        """Keep a handle of what :meth:`attach` registered on the trunk (a forward hook's
+        ``RemovableHandle``, :func:`~mmsidetune.tuners.layers.add_weight_update`'s handle), so
+        :meth:`detach` can remove it. Returns ``handle``."""
+        self.__dict__.setdefault('_handles', []).append(handle)
+        return handle
+
+    def detach(self) -> None:
+        """Remove every hook and parametrization :meth:`attach` registered (last first); the
+        trunk modules compute their upstream outputs again. The layers stay in this list."""
+        handles = self.__dict__.get('_handles', [])
+        while handles:
+            handles.pop().remove()
+
     def trunk_parameters(self, family) -> List[nn.Parameter]:
         """Trunk parameters this method trains in place (default: none; the trunk is frozen)."""
         return []
@@ -94,16 +108,9 @@ class TuningMethod(ModuleList):
         """Called by ``TunedBackbone.train()`` after the trunk is put in eval mode: a method that
         trains part of the trunk puts that part in ``mode`` (default: nothing)."""
 
-    def reset_parameters(self) -> None:
-        """Re-draw every layer's initialisation (zero-initialised ones are zero again)."""
-        for stage in self:
-            for layers in stage:
-                for layer in (layers.values() if isinstance(layers, nn.ModuleDict) else [layers]):
-                    layer.reset_parameters()
-
     def forward(self, family, x: torch.Tensor):
         """Run the backbone (default: the upstream forward, with the attached hooks)."""
-        return family.module(x)
+        return family.upstream_forward(x)
 
     def per_block(self, family, make) -> None:
         """Fill this list with ``make(block)`` for every block of ``family``, stage by stage."""

@@ -40,6 +40,7 @@ from mmengine.logging import print_log
 from mmengine.model import ModuleDict
 from torch.utils.checkpoint import checkpoint
 
+from ..families import upstream_class
 from ..layers import DualLowRankAdapter, lean_dual_lowrank_adapter
 from ..registry import TUNING_METHODS, register_method_variant
 from ..taps import TapRecorder
@@ -90,21 +91,22 @@ class E3VA(TuningMethod):
             once. Defaults to False.
         trunk_dtype (str): ``'float32'`` (default), ``'bfloat16'`` or ``'float16'``: the frozen
             trunk's weights are held in this dtype and the trunk runs under ``torch.autocast``
-            to it (``'bfloat16'`` falls back to float16 on a CUDA device without bfloat16).
+            to it (``'bfloat16'`` becomes float16 at construction when a CUDA device without
+            bfloat16 is present).
 
     Raises:
-        ValueError: for an unknown ``highway``, ``tap_dtype`` or ``trunk_dtype``, a bad
-            ``recompute_trunk``; when attached: for outputs that leave adapters without a path to
-            an output (``'full'``: the last stage must have an output; ``'residual'``: every
-            stage must), which DDP with ``find_unused_parameters=False`` refuses; for blocks
-            with ``with_cp=True`` (the trunk runs without autograd: nothing to checkpoint).
+        ValueError: at construction, for an unknown ``highway``, ``tap_dtype`` or
+            ``trunk_dtype`` or a bad ``hidden_ratio``/``rank``/``num_branches``; when attached
+            (it needs the number of stages): for a bad ``recompute_trunk``; for outputs that
+            leave adapters without a path to an output (``'full'``: the last stage must have
+            an output; ``'residual'``: every stage must), which DDP with
+            ``find_unused_parameters=False`` refuses; for blocks with ``with_cp=True`` (the
+            trunk runs without autograd: nothing to checkpoint).
     """
 
     name = 'e3va'
     layers_name = 'highway'
     HIGHWAY_MODES = ('full', 'residual')
-    #: ``forward`` uses the plain adapter modules instead of the lean function (tests' reference).
-    _plain_adapters = False
 
     def __init__(self,
                  hidden_ratio: float = 0.5,
@@ -125,6 +127,11 @@ class E3VA(TuningMethod):
         self.highway_mode = highway
         self.tap_dtype = _dtype(tap_dtype, 'tap_dtype', allow_none=True)
         self.trunk_dtype = _dtype(trunk_dtype, 'trunk_dtype', allow_none=False)
+        if (self.trunk_dtype == torch.bfloat16 and torch.cuda.is_available()
+                and not torch.cuda.is_bf16_supported()):
+            print_log('E3VA: this GPU has no bfloat16; the trunk is held in float16',
+                      logger='current')
+            self.trunk_dtype = torch.float16
         self.recompute_trunk = recompute_trunk
         self.__dict__['_recorder'] = TapRecorder()  # not a child: this list holds stages only
 
@@ -140,7 +147,8 @@ class E3VA(TuningMethod):
         if unused:
             raise ValueError(
                 f'E3VA: with highway={self.highway_mode!r} and output stages {tuple(outs)} of '
-                f'{type(family.module).__name__} the adapters of stages {unused} reach no '
+                f'{upstream_class(family.module).__name__} the adapters of stages {unused} reach '
+                'no '
                 f'output: trainable tensors that never get a gradient; {fix} (out_indices)')
         if any(getattr(b.module, 'with_cp', False) for b in family.blocks()):
             raise ValueError(
@@ -171,22 +179,15 @@ class E3VA(TuningMethod):
         for i, stage in enumerate(family.stages):
             for j, block in enumerate(stage):
                 for name, module in block.branches.items():
-                    self._recorder.add(module, f'{i}.{j}.{name}',
-                                       **(dict(pick=_clone) if block.clone_taps else {}))
+                    self.keep(self._recorder.add(module, f'{i}.{j}.{name}',
+                                       **(dict(pick=_clone) if block.clone_taps else {})))
 
     # ----------------------------------------------------------------- trunk dtype
-    def _trunk_context(self, family, device: torch.device):
-        """``torch.autocast`` to the trunk dtype (nothing for float32)."""
+    def _trunk_context(self, device: torch.device):
+        """``torch.autocast`` to the trunk dtype (nothing for float32). The trunk's tensors are
+        held in that dtype by the core (decided at construction, never changed in forward)."""
         if self.trunk_dtype == torch.float32:
             return nullcontext()
-        if (device.type == 'cuda' and self.trunk_dtype == torch.bfloat16
-                and not torch.cuda.is_bf16_supported()):
-            print_log('E3VA: this GPU has no bfloat16; the trunk runs in float16',
-                      logger='current')
-            self.trunk_dtype = torch.float16
-            for t in family.frozen_tensors():
-                if t.is_floating_point():
-                    t.data = t.data.to(torch.float16)
         return torch.autocast(device.type, dtype=self.trunk_dtype)
 
     # ----------------------------------------------------------------- forward
@@ -197,7 +198,7 @@ class E3VA(TuningMethod):
         return self._forward(family, x)
 
     def _forward(self, family, x: torch.Tensor):
-        with torch.no_grad(), self._trunk_context(family, x.device):
+        with torch.no_grad(), self._trunk_context(x.device):
             x, ctx = family.stem(x)
         h = None  # the 'full' highway state (float32), from x inside stage 0
         outs = []
@@ -212,8 +213,6 @@ class E3VA(TuningMethod):
         return family.output_format(outs)
 
     def _adapt(self, adapter: DualLowRankAdapter, u: torch.Tensor, channel_dim: int):
-        if self._plain_adapters:
-            return adapter(u.to(adapter.up.P.dtype))
         if channel_dim == -1:
             return lean_dual_lowrank_adapter(adapter, u, self.tap_dtype)
         return lean_dual_lowrank_adapter(adapter, u.movedim(channel_dim, -1),
@@ -229,7 +228,7 @@ class E3VA(TuningMethod):
             h = x.to(dtype)
         with_adapters = full or i in self._outs
         with self._recorder.record(enabled=with_adapters) as store, torch.no_grad(), \
-                self._trunk_context(family, x.device):
+                self._trunk_context(x.device):
             x_next, ctx_next, x_out, ctx_out = family.run_stage(i, x, ctx)
             taps: Dict[str, torch.Tensor] = dict(store)
         del x

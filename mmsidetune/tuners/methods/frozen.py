@@ -21,4 +21,4 @@ class Frozen(TuningMethod):
 
     def forward(self, family, x: torch.Tensor):
         with torch.no_grad():
-            return family.module(x)
+            return family.upstream_forward(x)

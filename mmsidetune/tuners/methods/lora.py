@@ -73,7 +73,7 @@ class LoRA(TuningMethod):
                     linear = block.linears[name]
                     updates[name] = LoRAUpdate(linear.in_features, linear.out_features,
                                                self.rank, self.alpha)
-                    add_parallel_adapter(linear, updates[name])
+                    self.keep(add_parallel_adapter(linear, updates[name]))
                     continue
                 module, param, rows = block.weights[name]
                 out_features, in_features = getattr(module, param).shape
@@ -81,7 +81,7 @@ class LoRA(TuningMethod):
                     start, stop, _ = rows.indices(out_features)
                     out_features = stop - start
                 updates[name] = LoRAUpdate(in_features, out_features, self.rank, self.alpha)
-                add_weight_update(module, param, updates[name], rows)
+                self.keep(add_weight_update(module, param, updates[name], rows))
             return updates
 
         self.per_block(family, make)

@@ -97,10 +97,10 @@ class Mona(TuningMethod):
             layers = ModuleDict({name: MonaAdapter(block.width, **self.adapter_args)
                                  for name in ('attn', 'mlp')})
             block_input = _BlockInput()
-            block.module.register_forward_pre_hook(block_input)
-            block.branches['attn'].register_forward_hook(
-                _AfterAttention(block_input, layers['attn']))
-            block.module.register_forward_hook(_AfterBlock(block_input, layers['mlp']))
+            self.keep(block.module.register_forward_pre_hook(block_input))
+            self.keep(block.branches['attn'].register_forward_hook(
+                _AfterAttention(block_input, layers['attn'])))
+            self.keep(block.module.register_forward_hook(_AfterBlock(block_input, layers['mlp'])))
             return layers
 
         self.per_block(family, make)

@@ -4,6 +4,7 @@ Yin et al., CVPR 2025: docs/methods/partial.md)."""
 import torch
 import torch.nn as nn
 
+from ..families import upstream_class
 from ..registry import TUNING_METHODS
 from .base import TuningMethod, check_option
 
@@ -62,17 +63,17 @@ class Partial(TuningMethod):
 
     def attach(self, family) -> None:
         super().attach(family)
-        blocks = family.blocks()
+        blocks, kind = family.blocks(), upstream_class(family.module).__name__
         if self.num_blocks > len(blocks):
             raise ValueError(f'Partial: num_blocks={self.num_blocks} but the '
-                             f'{type(family.module).__name__} trunk has {len(blocks)} blocks')
+                             f'{kind} trunk has {len(blocks)} blocks')
         last = len(family.stages) - 1
         if last not in family.out_stages():
-            raise ValueError(f'Partial: the last stage ({last}) of {type(family.module).__name__} '
+            raise ValueError(f'Partial: the last stage ({last}) of {kind} '
                              f'is not an output (out_indices {family.out_stages()}): the trained '
                              'last blocks would reach no output; add it to out_indices')
         self.__dict__['_trained'] = blocks[-self.num_blocks:]
-        self._trained[0].module.register_forward_pre_hook(_GradFromHere(self))
+        self.keep(self._trained[0].module.register_forward_pre_hook(_GradFromHere(self)))
 
     def trunk_parameters(self, family):
         return [p for block in self._trained for p in block.module.parameters()]
@@ -89,10 +90,10 @@ class Partial(TuningMethod):
     def forward(self, family, x: torch.Tensor):
         """The upstream forward, the frozen prefix under ``torch.no_grad()``."""
         if not torch.is_grad_enabled():
-            return family.module(x)
+            return family.upstream_forward(x)
         self._grad_from_trained_part = True
         try:
             with torch.no_grad():
-                return family.module(x)
+                return family.upstream_forward(x)
         finally:
             self._grad_from_trained_part = False

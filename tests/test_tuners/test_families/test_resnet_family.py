@@ -1,4 +1,6 @@
-"""The ResNet family (mmsidetune/tuners/families/resnet.py) with every method that applies.
+"""The ResNet family (mmsidetune/tuners/families/resnet.py): E3VA's highway against its
+recurrence and the family's own cases (every method x family:
+tests/test_tuners/test_backbone_methods.py).
 
 Tiny random-init mmdet/mmseg ResNets (Bottleneck and BasicBlock, plain and deep stem, projection
 shortcuts with and without average pooling) whose batch norms get random statistics and affine
@@ -28,7 +30,6 @@ CASES = {
         depth=50, base_channels=8,
         plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25), position='after_conv3')])),
 }
-IN_STREAM = ('adapter', 'lorand')
 BATCH, SIZE = 2, 64
 
 
@@ -87,35 +88,6 @@ def test_e3va_step0_is_bitwise_the_frozen_trunk(case):
             assert torch.equal(out, ref)
 
 
-@pytest.mark.parametrize('method', IN_STREAM)
-@pytest.mark.parametrize('case', ['mmdet-r50', 'mmseg-r18-v1d'])
-def test_in_stream_methods_start_at_the_frozen_trunk(case, method):
-    upstream = _upstream(case)
-    with torch.no_grad():
-        expected = upstream(_image())
-    outs = _tuned(upstream, method)(_image())
-    for out, ref in zip(outs, expected):
-        assert torch.equal(out, ref)
-
-
-@pytest.mark.parametrize('method', ('E3VA', 'Adapter', 'LoRand'))
-@pytest.mark.parametrize('case', ['mmdet-r50', 'mmseg-r50-v1c', 'mmdet-r18'])
-def test_only_and_all_adapter_parameters_get_gradients(case, method):
-    model = _tuned(_upstream(case), method)
-    layers = getattr(model, model.method.layers_name)
-    own = {id(p) for p in layers.parameters()}
-    assert own and {id(p) for p in model.parameters() if p.requires_grad} == own
-    _redraw_up(model)  # with W_up = 0 most adapter gradients are exactly zero
-    sum(out.square().sum() for out in model(_image())).backward()
-    for name, p in model.named_parameters():
-        if id(p) in own:
-            assert p.grad is not None and p.grad.abs().sum() > 0, name
-        else:
-            assert p.grad is None, name
-    # the frozen trunk stays in eval mode (fixed batch-norm statistics)
-    assert not any(m.training for m in model.module.modules())
-
-
 def _branch(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The residual branch ``f`` of an upstream block, from its sub-modules (no hooks)."""
     if hasattr(block, 'conv3'):
@@ -132,7 +104,7 @@ def _reference_highway(model: TunedBackbone, img: torch.Tensor):
     """E3VA's recurrence written out: ``x_{l+1} = relu(f_l + s_l(x_l))`` (the trunk) and
     ``h_{l+1} = relu(f_l + s_l(h_l) + A_l(f_l))`` from ``h_0 = x_0`` (the highway), with the
     upstream modules and the plain adapter modules."""
-    m = model.module
+    m = model
     x = m.stem(img) if m.deep_stem else F.relu(m.norm1(m.conv1(img)))
     x = h = m.maxpool(x)
     outs = []
@@ -214,14 +186,6 @@ def test_e3va_saves_one_map_and_one_mask_per_block():
     assert _saved_bytes(model) == BATCH * maps * (4 + 1)
 
 
-@pytest.mark.parametrize('case', ['mmdet-r50', 'mmseg-r18-v1d'])
-def test_e3va_saves_less_than_every_in_stream_method(case):
-    upstream = _upstream(case)
-    e3va = _saved_bytes(_tuned(upstream, 'E3VA'))
-    for method in ('Adapter', 'LoRand', 'Full'):
-        assert e3va < _saved_bytes(_tuned(upstream, method)), method
-
-
 def test_methods_that_do_not_apply_say_why():
     upstream = _upstream('mmdet-r18')
     with pytest.raises(ValueError, match='no linear layers'):
@@ -249,7 +213,7 @@ def test_builds_the_scope_s_resnet(scope, kind, module):
     init_default_scope(scope)
     model = MODELS.build(dict(type='TunedBackbone', module=dict(type=kind, depth=18),
                               method=dict(type='E3VA', rank=4)))
-    assert type(model.module).__module__ == module
+    assert type(model)._upstream.__module__ == module
     assert isinstance(model.family, ResNetFamily)
     assert kind in ResNetFamily.upstream_types
 
