@@ -17,7 +17,9 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import torch
 import torch.nn as nn
-from mmengine.model import is_model_wrapper
+
+from ..tuners.freezing import count_trainable
+from ..utils.dist import unwrap_model
 
 __all__ = [
     'ParamCount', 'count_parameters', 'SavedTensorMeter', 'parameter_bytes', 'gradient_bytes',
@@ -25,11 +27,6 @@ __all__ = [
 ]
 
 MB = 1024.0**2
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside an mmengine/torch DDP-style wrapper (``model.module``), else ``model``."""
-    return model.module if is_model_wrapper(model) else model
 
 
 #: tuning-share convention of the Swin papers (E3VA and its baselines, V-PETL Bench tables).
@@ -75,9 +72,8 @@ class ParamCount:
 
 
 def _numel(params) -> int:
-    """Scalars in ``params``, each parameter once (by identity)."""
-    unique = {id(p): p for p in params}
-    return sum(p.numel() for p in unique.values())
+    """Scalars in ``params``, each parameter once (a tensor hashes by identity)."""
+    return sum(p.numel() for p in set(params))
 
 
 def count_parameters(model: nn.Module, backbone: Optional[nn.Module] = None) -> ParamCount:
@@ -101,11 +97,7 @@ def count_parameters(model: nn.Module, backbone: Optional[nn.Module] = None) -> 
         backbone = getattr(model, 'backbone', None)
 
     def _count(module):
-        if module is None:
-            return 0, 0
-        params = list(module.parameters())  # Module.parameters() already yields each once
-        return (sum(p.numel() for p in params),
-                sum(p.numel() for p in params if p.requires_grad))
+        return count_trainable(module)[::-1] if module is not None else (0, 0)
 
     total, trainable = _count(model)
     b_total, b_trainable = _count(backbone)

@@ -3,9 +3,10 @@ from typing import List, Optional, Union
 
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+from ..utils.dist import unwrap_model
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -39,7 +40,7 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         super().add_params(params, module, prefix, is_dcn_module)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
-        inner = model.module if is_model_wrapper(model) else model
+        inner = unwrap_model(model)
         if not any(p.requires_grad for p in inner.parameters()):
             raise ValueError(f'{type(inner).__name__} has no parameter with requires_grad=True: '
                              'nothing to optimise')

@@ -14,8 +14,8 @@ from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.model import is_model_wrapper
 
+from ..utils.dist import unwrap_model
 from .core import BackboneTuning, TunedBackbone
 from .layers import LoRAUpdate, frozen_weight, weight_updates
 from .methods import LoRA
@@ -35,14 +35,10 @@ class LoRAMergeError(ValueError):
     """A model (or config) has no LoRA to merge, or a LoRA update that cannot be merged."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
 def lora_backbones(model: nn.Module) -> List[Tuple[str, TunedBackbone]]:
     """``(module name, backbone)`` of every :class:`TunedBackbone` in ``model`` tuned with LoRA
     (``''`` when ``model`` is one itself)."""
-    return [(name, m) for name, m in _unwrap(model).named_modules()
+    return [(name, m) for name, m in unwrap_model(model).named_modules()
             if isinstance(m, TunedBackbone) and isinstance(m.method, LoRA)]
 
 
@@ -59,7 +55,7 @@ def lora_layers(model: nn.Module) -> List[LoRALayer]:
             ``nn.Linear`` of its shape or does not call it; a :class:`LoRAUpdate` outside a
             LoRA-tuned :class:`TunedBackbone` (the merge would not know its layer).
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     backbones = lora_backbones(model)
     if not backbones:
         kinds = sorted({f'{type(m).__name__}({m.tuning_method})' for m in model.modules()
@@ -142,7 +138,7 @@ def merge_lora_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':
     Raises:
         LoRAMergeError: see :func:`lora_layers`.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     merged = merged_weights(lora_layers(model))
     drop = tuple(f'{name}.{bb.method.layers_name}.' if name else f'{bb.method.layers_name}.'
                  for name, bb in lora_backbones(model))

@@ -31,7 +31,8 @@ from typing import Dict, Optional, Union
 import torch
 import torch.nn as nn
 from .atomic_io import atomic_torch_save
-from .checkpoint import state_dict_problems, unwrap_model
+from .checkpoint import state_dict_problems
+from .dist import unwrap_model
 
 __all__ = ['ADAPTER_FORMAT', 'adapter_state_dict', 'adapter_metadata', 'trunk_fingerprint',
            'save_adapter_checkpoint', 'load_adapter_checkpoint', 'is_adapter_checkpoint',
@@ -47,20 +48,29 @@ class AdapterCheckpointError(ValueError):
 
 
 def _adapter_keys(model: nn.Module) -> set:
-    """State-dict keys of the trainable parameters and of their modules' persistent buffers.
+    """State-dict keys of the trainable parameters and of their modules' persistent buffers
+    (a parameter's name is its state-dict key: a tuned backbone keeps the upstream's names).
 
-    Tensors are matched by identity in ``model.state_dict(keep_vars=True)``, not by module
-    names: a module may rename its keys in ``state_dict()`` (``TunedBackbone`` saves its trunk
-    ``module.norm0.weight`` as ``norm0.weight``, the upstream layout)."""
+    Raises:
+        ValueError: a trainable parameter whose name is not a key of ``model.state_dict()``
+            (a module that renames its keys): it would be left out of the file silently.
+    """
     wanted = set()
-    for module in model.modules():
-        own = [p for p in module._parameters.values() if p is not None and p.requires_grad]
+    for name, module in model.named_modules():
+        own = [n for n, p in module._parameters.items() if p is not None and p.requires_grad]
         if not own:
             continue
-        wanted.update(id(p) for p in own)
-        wanted.update(id(b) for n, b in module._buffers.items()
+        prefix = f'{name}.' if name else ''
+        wanted.update(prefix + n for n in own)
+        wanted.update(prefix + n for n, b in module._buffers.items()
                       if b is not None and n not in module._non_persistent_buffers_set)
-    return {k for k, v in model.state_dict(keep_vars=True).items() if id(v) in wanted}
+    keys = set(model.state_dict(keep_vars=True))
+    lost = sorted(wanted - keys)
+    if lost:
+        raise ValueError(f'{type(model).__name__}: trainable tensors {lost[:5]} are not '
+                         'state-dict keys (a module renames its keys): an adapter-only file '
+                         'would leave them out')
+    return wanted
 
 
 def adapter_state_dict(model: nn.Module) -> 'OrderedDict[str, torch.Tensor]':

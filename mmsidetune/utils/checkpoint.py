@@ -21,10 +21,11 @@ from typing import Optional, Set
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .dist import unwrap_model
+
 __all__ = ['trust_checkpoint', 'is_trusted_checkpoint', 'CheckpointReadError',
            'read_checkpoint_file', 'CheckpointMismatchError', 'check_checkpoint_fits',
-           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES', 'load_weights',
-           'unwrap_model']
+           'check_resume_fits', 'describe_tuning', 'OPTIONAL_KEY_SUFFIXES', 'load_weights']
 
 # State-dict entries a checkpoint may lack or carry extra without being another model's:
 # BatchNorm's step counter (absent from old files, unused by eval and by momentum-based BN).
@@ -132,13 +133,6 @@ class CheckpointMismatchError(ValueError):
 def _listing(keys, limit: int = 5) -> str:
     """The first ``limit`` of ``keys`` and how many more, for an error message."""
     return f'{keys[:limit]}{f" and {len(keys) - limit} more" if len(keys) > limit else ""}'
-
-
-def unwrap_model(model):
-    """The model inside an mmengine model wrapper (``MMDistributedDataParallel`` ...), or
-    ``model`` itself."""
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
 
 
 def key_mismatch(own: dict, state: dict, optional: tuple = ()):

@@ -15,10 +15,15 @@ import datetime
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
-from mmengine.model import MMDistributedDataParallel
+from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS
 
-__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed', 'parse_device']
+__all__ = ['CPUDistributedDataParallel', 'setup_cpu_distributed', 'parse_device', 'unwrap_model']
+
+
+def unwrap_model(model):
+    """The model inside an mmengine/torch DDP-style wrapper (``model.module``), else ``model``."""
+    return model.module if is_model_wrapper(model) else model
 
 
 def parse_device(text: str) -> str:
