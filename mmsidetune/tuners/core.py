@@ -336,8 +336,9 @@ def _move_hooks(old: nn.Module, new: nn.Module) -> list:
 def _legacy_trunk_keys(state_dict, prefix, *args) -> None:
     """The compatibility mapping (load pre-hook): ``<prefix>module.<key>`` -> ``<prefix><key>``.
 
-    Before issue 19 a tuned backbone held its trunk as ``module``: parameters were named
-    ``backbone.module.<key>`` (state dicts already used ``backbone.<key>``). A state dict made
+    Earlier builds of mmsidetune 0.1.0 (to December 2026) held the trunk as ``module``:
+    parameters were named ``backbone.module.<key>`` (state dicts already used
+    ``backbone.<key>``). A state dict made
     from those names (``named_parameters()``, hand-written converters) still loads; nothing else
     of this project writes ``module.`` keys. Tested by tests/test_tuners/test_checkpoint_compat.py.
     """
