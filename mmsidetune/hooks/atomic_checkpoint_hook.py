@@ -1,5 +1,6 @@
 """A CheckpointHook whose checkpoints survive a kill during save, and that can write adapter-only
 files and trust the run's own checkpoints on resume."""
+import logging
 import os
 import os.path as osp
 from contextlib import contextmanager
@@ -7,14 +8,48 @@ from typing import List, Tuple
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import MMLogger
 from mmengine.registry import HOOKS
 
 from ..utils.adapter_checkpoint import is_adapter_checkpoint, save_adapter_checkpoint
 from ..utils.atomic_io import partial_files
 from ..utils.checkpoint import trust_checkpoint
+from ..utils.dist import unwrap_model
 from .check_invalid_loss_hook import NonFiniteError, non_finite_tensors
 
 __all__ = ['AtomicCheckpointHook']
+
+#: mmengine 0.10.7's ``CheckpointHook.before_train`` and ``Runner.save_checkpoint`` build a
+#: ``FileClient`` they never use when ``file_client_args`` is None ("to avoid breaking backward
+#: compatibility"); the client logs these deprecation lines at the start of training and at the
+#: first save: the exact messages this hook drops there (docs/cost_accounting.md, Quiet logs).
+_UNUSED_FILE_CLIENT_LINES = (
+    '"FileClient" will be deprecated in future. Please use io functions in '
+    'https://mmengine.readthedocs.io/en/latest/api/fileio.html#file-io',
+    '"HardDiskBackend" is the alias of "LocalBackend" and the former will be deprecated in '
+    'future.')
+
+
+class _DropLines(logging.Filter):
+    def __init__(self, lines):
+        super().__init__()
+        self.lines = set(lines)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.lines
+
+
+@contextmanager
+def _unused_file_client_quiet(file_client_args):
+    """Drop :data:`_UNUSED_FILE_CLIENT_LINES` from the current mmengine logger inside the block
+    (only when no ``file_client_args`` were given: then the client is really unused)."""
+    logger = MMLogger.get_current_instance()
+    drop = _DropLines(_UNUSED_FILE_CLIENT_LINES if file_client_args is None else ())
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 class _DeferredRemovals:
@@ -108,7 +143,8 @@ class AtomicCheckpointHook(CheckpointHook):
             trust_checkpoint(runner.work_dir)
 
     def before_train(self, runner) -> None:
-        super().before_train(runner)
+        with _unused_file_client_quiet(self.file_client_args):
+            super().before_train(runner)
         if is_main_process() and osp.isdir(str(self.out_dir)):
             for path in partial_files(str(self.out_dir)):
                 runner.logger.warning(f'removing the partial file of a killed save: {path}')
@@ -135,8 +171,7 @@ class AtomicCheckpointHook(CheckpointHook):
         return osp.join(folder, 'adapter_' + name)
 
     def _refuse_non_finite(self, runner, what: str) -> None:
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        bad = non_finite_tensors(model.state_dict())
+        bad = non_finite_tensors(unwrap_model(runner.model).state_dict())
         if bad:
             raise NonFiniteError(
                 f'not saving {what}: {len(bad)} model tensors hold '
@@ -144,7 +179,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         self._refuse_non_finite(runner, f'the checkpoint of iteration/epoch {step}')
-        with self._removals_after_save():
+        with self._removals_after_save(), _unused_file_client_quiet(self.file_client_args):
             super()._save_checkpoint_with_step(runner, step, meta)
             if self.save_adapter and is_main_process():
                 path = self._adapter_path(self.last_ckpt)
@@ -153,5 +188,5 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         self._refuse_non_finite(runner, 'the best checkpoint')
-        with self._removals_after_save():
+        with self._removals_after_save(), _unused_file_client_quiet(self.file_client_args):
             super()._save_best_checkpoint(runner, metrics)

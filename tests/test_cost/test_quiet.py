@@ -63,3 +63,24 @@ def test_profiler_lines_are_dropped_and_others_kept(capfd):
         os.write(2, b'a real error\n')
     assert capfd.readouterr().err.splitlines() == [
         'USDT:2026-12-07 09:11:37 3769:3769 Other.cpp:1] something', 'a real error']
+
+
+def test_checkpoint_hook_drops_only_the_unused_file_client_lines(tmp_path, capsys, monkeypatch):
+    """mmengine's CheckpointHook / Runner.save_checkpoint build a FileClient they do not use and
+    it logs two deprecation lines; AtomicCheckpointHook drops exactly those, and only when no
+    ``file_client_args`` were given (then the client would really be used)."""
+    from mmengine.fileio import FileClient
+    from mmengine.logging import MMLogger, print_log
+
+    from mmsidetune.hooks.atomic_checkpoint_hook import _unused_file_client_quiet
+    MMLogger.get_instance('quiet_test', log_level='INFO')
+    # dropped first: mmengine's logger prints a warning it has printed before only once
+    for args, expect_lines in ((None, False), (dict(backend='disk'), True)):
+        monkeypatch.setattr(FileClient, '_instances', {})  # a new backend, as in a new process
+        with _unused_file_client_quiet(args):
+            FileClient.infer_client(None, str(tmp_path))
+            print_log(f'another warning {args}', logger='current', level=30)
+        out = capsys.readouterr().out
+        assert ('"FileClient" will be deprecated' in out) is expect_lines, out
+        assert ('"HardDiskBackend" is the alias' in out) is expect_lines, out
+        assert f'another warning {args}' in out
