@@ -75,9 +75,14 @@ def test_config_builds(path, skip_random_init):
     init_default_scope(scope)
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
     model = registry.build(cfg.model)
-    assert sum(p.numel() for p in model.parameters()) > 0
+    # the name says the method ({algorithm}_{method}-{backbone}_..., M2IST: m2ist_{backbone}_...)
+    # and configs/<method>/ holds that method only
+    name = osp.basename(path)
+    named = 'm2ist' if name.startswith('m2ist_') else name.split('_')[1].split('-')[0]
+    tuned = model if hasattr(model, 'tuning_method') else model.backbone
+    assert tuned.tuning_method == method_class(named).name, (name, tuned.tuning_method)
     folder = osp.basename(osp.dirname(path))
-    if folder in TUNING_METHODS:  # configs/<method>/ holds that method only
+    if folder in TUNING_METHODS:
         assert type(model.backbone.method) is method_class(folder)
     match = PAPER.search(osp.basename(path))
     if not match or _in_bench(path):
