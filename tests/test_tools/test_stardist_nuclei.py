@@ -42,7 +42,8 @@ def test_writes_binary_labels_and_same_bytes_same_hash(tmp_path, capsys):
         sn.main(['--images', str(tmp_path / 'in'), '--out-dir', str(tmp_path / out)])
         hashes.append(capsys.readouterr().out.rsplit('sha256 ', 1)[1].strip())
     assert hashes[0] == hashes[1] and len(hashes[0]) == 64
-    label = cv2.imread(str(tmp_path / 'a' / 'ann_dir' / 'val' / 'val_000.png'), cv2.IMREAD_UNCHANGED)
+    label = cv2.imread(str(tmp_path / 'a' / 'ann_dir' / 'val' / 'val_000.png'),
+                       cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(label, (mask[112:224, 256:368] > 0).astype(np.uint8))
     grey = cv2.imread(str(tmp_path / 'a' / 'img_dir' / 'train' / 'train_000.png'))
     expected = np.round(img[:112, :112] * 255 / img.max()).astype(np.uint8)
