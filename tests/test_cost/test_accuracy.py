@@ -158,3 +158,20 @@ def test_update_doc_tables(tmp_path):
     doc.write_text('no markers\n')
     with pytest.raises(BenchError, match='no "<!-- accuracy-table'):
         acc.update_doc_tables(str(doc))
+
+
+def test_docs_accuracy_tables_are_the_tools(tmp_path):
+    """docs/accuracy.md's tables are what ``--update-doc`` writes from the committed JSON."""
+    import re
+    import shutil
+    docs = osp.join(REPO, 'docs')
+    text = open(osp.join(docs, 'accuracy.md')).read()
+    names = re.findall(r'<!-- accuracy-table (\S+) -->', text)
+    assert 'results/accuracy/accuracy.json' in names
+    for name in names:
+        os.makedirs(osp.dirname(tmp_path / name), exist_ok=True)
+        shutil.copy(osp.join(docs, name), tmp_path / name)
+    shutil.copy(osp.join(docs, 'accuracy.md'), tmp_path / 'accuracy.md')
+    acc.update_doc_tables(str(tmp_path / 'accuracy.md'))
+    assert (tmp_path / 'accuracy.md').read_text() == text, \
+        'run: python tools/accuracy.py --update-doc docs/accuracy.md'
