@@ -2,6 +2,7 @@
 
     python tools/accuracy.py [CONFIG] [--quick] [--methods all|m1,m2] [--out-dir DIR]
         [--iters N] [--lrs 'full=1e-6,1e-5,1e-4;*=1e-4,1e-3,1e-2'] [--device cuda]
+    python tools/accuracy.py --update-doc docs/accuracy.md
 
 For every method that applies to the config's backbone (the method registry decides, as in
 tools/bench.py) plus e3va-bf16-taps, e3va-recompute and e3va-lowmem: the training cost (bench's
@@ -9,7 +10,8 @@ memory meter, one profiled step; median step time), a learning-rate sweep chosen
 and the chosen rate's mIoU / aAcc / per-class IoU on the validation split. Writes
 DIR/accuracy.json after every method (a re-run with the same DIR and options keeps the rows
 already there and runs only the missing or failed methods), then DIR/accuracy.md and
-DIR/accuracy.png. docs/accuracy.md explains the task and the numbers.
+DIR/accuracy.png. docs/accuracy.md explains the task and the numbers; its tables are rewritten
+from the JSON files it names by ``--update-doc`` (no training).
 
 Presets (168 x 168 images, batch 4):
   default  --iters 200 --val-interval 50, three learning rates per method (600 iterations)
@@ -28,7 +30,8 @@ from mmengine.config import Config, DictAction
 import mmsidetune  # noqa: F401  (registers modules)
 from mmsidetune.cost import BenchError
 from mmsidetune.cost.accuracy import (DEFAULT_LRS, format_accuracy_table, load_results,
-                                      run_accuracy, write_accuracy_report)
+                                      run_accuracy, update_doc_tables,
+                                      write_accuracy_report)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(ROOT, 'configs', 'accuracy',
@@ -76,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument('--force', action='store_true',
                         help='discard an existing report with other settings in --out-dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--update-doc', metavar='PAGE', default=None,
+                        help='only rewrite the tables between "<!-- accuracy-table PATH -->" and '
+                        '"<!-- /accuracy-table -->" in the markdown PAGE from those accuracy.json '
+                        'files, then exit (no training)')
     args = parser.parse_args(argv)
     preset = PRESETS['quick' if args.quick else 'default']
     args.iters = args.iters or preset['iters']
@@ -92,6 +99,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.update_doc:
+        try:
+            used = update_doc_tables(args.update_doc)
+        except (BenchError, OSError) as e:
+            sys.exit(f'accuracy: {e}')
+        print(f'accuracy: rewrote {len(used)} tables in {args.update_doc} from '
+              + ', '.join(osp.relpath(p) for p in used))
+        return
     if not osp.isfile(args.config):
         sys.exit(f'accuracy: config not found: {args.config}')
     cfg = Config.fromfile(args.config)

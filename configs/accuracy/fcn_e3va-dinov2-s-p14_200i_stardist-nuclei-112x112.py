@@ -2,7 +2,7 @@
 # StarDist's one real fluorescence image (tools/dataset_converters/stardist_nuclei.py), the same
 # DINOv2-S/14 + one-conv head; the score to read is IoU.nucleus (foreground IoU).
 #   python tools/accuracy.py configs/accuracy/fcn_e3va-dinov2-s-p14_200i_stardist-nuclei-112x112.py \
-#       --methods e3va,full,frozen --out-dir work_dirs/accuracy_stardist
+#       --methods e3va,full,frozen,adapter,lora --out-dir work_dirs/accuracy_stardist
 _base_ = './fcn_e3va-dinov2-s-p14_1k_fmnist-composite-168x168.py'
 data_root = 'data/stardist_nuclei/'
 classes = ('background', 'nucleus')

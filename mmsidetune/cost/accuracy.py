@@ -15,13 +15,15 @@ registry, so a newly registered method gets a row with no change here). Per meth
 
 Rows are written to ``accuracy.json`` after every method (atomically); a method already there
 with ``status='ok'`` is kept and skipped, a failed method is recorded with its error and the
-others go on.
+others go on. :func:`update_doc_tables` rewrites the tables of a markdown page (docs/accuracy.md)
+from the ``accuracy.json`` files it names, so a re-run replaces them.
 """
 import copy
 import json
 import math
 import os
 import os.path as osp
+import re
 import time
 import traceback
 from typing import Callable, Dict, List, Optional, Sequence
@@ -35,7 +37,7 @@ from ..utils.atomic_io import atomic_write_bytes
 from .bench import BenchError, apply_method, known_methods, run_bench
 
 __all__ = ['DEFAULT_LRS', 'lr_grid', 'run_accuracy', 'load_results', 'format_accuracy_table',
-           'write_accuracy_report', 'EXTRA_METHODS']
+           'write_accuracy_report', 'update_doc_tables', 'EXTRA_METHODS']
 
 #: The E3VA variants measured besides every registered method (docs/e3va.md, "Memory options").
 EXTRA_METHODS = ('e3va-bf16-taps', 'e3va-recompute', 'e3va-lowmem')
@@ -292,6 +294,48 @@ def format_accuracy_table(rows: List[dict]) -> str:
             lines.append(f"| {r['method']} | " + ' | '.join(
                 _pct(r['val']['per_class_iou'].get(c)) for c in classes) + ' |')
     return '\n'.join(lines)
+
+
+#: ``<!-- accuracy-table PATH -->`` ... ``<!-- /accuracy-table -->`` in a markdown page; PATH is an
+#: ``accuracy.json`` relative to the page.
+_DOC_TABLE = re.compile(r'(<!-- accuracy-table (\S+) -->\n)(.*?)(<!-- /accuracy-table -->)', re.S)
+
+
+def update_doc_tables(doc_path: str) -> List[str]:
+    """Rewrite every block between ``<!-- accuracy-table PATH -->`` and
+    ``<!-- /accuracy-table -->`` in the markdown file ``doc_path`` with
+    :func:`format_accuracy_table` of the rows in ``PATH`` (an ``accuracy.json``, relative to
+    the page); text outside the markers is kept byte for byte. Returns the JSON paths used.
+
+    Raises:
+        BenchError: no marker, a begin marker without its end marker, or a missing or invalid
+            JSON file (named, with the page).
+    """
+    with open(doc_path) as f:
+        text = f.read()
+    used = []
+
+    def table(m):
+        path = osp.join(osp.dirname(doc_path), m.group(2))
+        if not osp.isfile(path):
+            raise BenchError(f'{doc_path}: accuracy-table {m.group(2)}: {path} not found')
+        try:
+            rows = load_results(path)['rows']
+        except ValueError as e:  # not JSON
+            raise BenchError(f'{doc_path}: accuracy-table {m.group(2)}: {path}: {e}') from e
+        used.append(path)
+        return f'{m.group(1)}\n{format_accuracy_table(rows)}\n\n{m.group(4)}'
+
+    new = _DOC_TABLE.sub(table, text)
+    begins = text.count('<!-- accuracy-table ')
+    if not begins:
+        raise BenchError(f'{doc_path}: no "<!-- accuracy-table PATH -->" marker')
+    if len(used) != begins or text.count('<!-- /accuracy-table -->') != begins:
+        raise BenchError(f'{doc_path}: {begins} "<!-- accuracy-table PATH -->" markers but '
+                         f'{text.count("<!-- /accuracy-table -->")} end markers '
+                         '"<!-- /accuracy-table -->" (each on a line of its own)')
+    atomic_write_bytes(new.encode(), doc_path)
+    return used
 
 
 def write_accuracy_report(rows: List[dict], out_dir: str, meta: Optional[dict] = None) -> dict:

@@ -114,3 +114,64 @@ def test_lr_grid():
     assert acc.lr_grid('adapter', {'e3va': [1.], '*': [2.]}) == [2.]
     with pytest.raises(BenchError, match='no learning rates'):
         acc.lr_grid('adapter', {'e3va': [1.]})
+
+
+def _row(method, miou):
+    return dict(method=method, status='ok', trainable_params=467000, tuning_pct=2.06,
+                memory_mb=139.4, step_ms=406.2, lr=0.01,
+                sweep=[dict(lr=0.001, dev_mIoU=18.9), dict(lr=0.01, dev_mIoU=26.8)],
+                val=dict(mIoU=miou, aAcc=87.8, mAcc=35.6,
+                         per_class_iou=dict(background=93.7, item=miou)))
+
+
+def test_update_doc_tables(tmp_path):
+    for name, rows in (('a', [_row('e3va', 25.58)]), ('b', [_row('frozen', 26.25),
+                                                            dict(method='full', status='failed',
+                                                                 error='boom')])):
+        (tmp_path / 'results' / name).mkdir(parents=True)
+        (tmp_path / 'results' / name / 'accuracy.json').write_text(
+            json.dumps(dict(settings=None, rows=rows)))
+    doc = tmp_path / 'page.md'
+    head, mid, tail = '# page\n\nprose kept\n', '\nbetween\n', '\nend prose\n'
+    doc.write_text(f'{head}<!-- accuracy-table results/a/accuracy.json -->\n| stale | row |\n'
+                   f'<!-- /accuracy-table -->{mid}<!-- accuracy-table results/b/accuracy.json -->\n'
+                   f'<!-- /accuracy-table -->{tail}')
+    used = acc.update_doc_tables(str(doc))
+    assert [osp.relpath(p, tmp_path) for p in used] == [
+        osp.join('results', 'a', 'accuracy.json'), osp.join('results', 'b', 'accuracy.json')]
+    text = doc.read_text()
+    assert text.startswith(head) and text.endswith(tail) and mid in text and 'stale' not in text
+    assert ('| e3va | 0.467 | 2.06 | 139 | 406 | 0.01 | 0.001: 18.90, 0.01: 26.80 | 25.58 | '
+            '87.80 |') in text
+    assert '| frozen | 0.467 |' in text and '| full | failed: boom |' in text
+    first, second = text.split('<!-- /accuracy-table -->')[:2]
+    assert 'frozen' not in first and 'e3va' not in second  # each table from its own file
+    acc.update_doc_tables(str(doc))
+    assert doc.read_text() == text  # a re-run with the same JSON changes nothing
+
+    doc.write_text('<!-- accuracy-table results/a/accuracy.json -->\n| no end |\n')
+    with pytest.raises(BenchError, match='end markers'):
+        acc.update_doc_tables(str(doc))
+    doc.write_text('<!-- accuracy-table results/c/accuracy.json -->\n<!-- /accuracy-table -->\n')
+    with pytest.raises(BenchError, match='results/c/accuracy.json.*not found'):
+        acc.update_doc_tables(str(doc))
+    doc.write_text('no markers\n')
+    with pytest.raises(BenchError, match='no "<!-- accuracy-table'):
+        acc.update_doc_tables(str(doc))
+
+
+def test_docs_accuracy_tables_are_the_tools(tmp_path):
+    """docs/accuracy.md's tables are what ``--update-doc`` writes from the committed JSON."""
+    import re
+    import shutil
+    docs = osp.join(REPO, 'docs')
+    text = open(osp.join(docs, 'accuracy.md')).read()
+    names = re.findall(r'<!-- accuracy-table (\S+) -->', text)
+    assert 'results/accuracy/accuracy.json' in names
+    for name in names:
+        os.makedirs(osp.dirname(tmp_path / name), exist_ok=True)
+        shutil.copy(osp.join(docs, name), tmp_path / name)
+    shutil.copy(osp.join(docs, 'accuracy.md'), tmp_path / 'accuracy.md')
+    acc.update_doc_tables(str(tmp_path / 'accuracy.md'))
+    assert (tmp_path / 'accuracy.md').read_text() == text, \
+        'run: python tools/accuracy.py --update-doc docs/accuracy.md'

@@ -13,9 +13,11 @@ IoU). Label = 1 where any nucleus mask is set. Tiles of 112 x 112 (8 x 8 ViT-S/1
 * dev: columns 256-479, rows 0-111 (2 tiles); val: columns 256-479, rows 112-447 (6 tiles).
 
 Train and dev/val never share a pixel. The image (16-bit, values 0-235 in the file) is scaled
-to 0-255 by its maximum and written as a grey RGB PNG.
+to 0-255 by its maximum and written as a grey RGB PNG. The same input writes the same bytes: the
+tool prints the SHA-256 of every file name and byte it wrote (docs/accuracy.md records it).
 """
 import argparse
+import hashlib
 import os
 import os.path as osp
 import sys
@@ -56,18 +58,22 @@ def main(argv=None):
         sys.exit(f'stardist_nuclei: image {img.shape} and mask {mask.shape} must be equal 2-D')
     img = np.round(img.astype(np.float64) * 255 / max(int(img.max()), 1)).astype(np.uint8)
     label = (mask > 0).astype(np.uint8)
+    digest = hashlib.sha256()
     for split, corners in tiles().items():
         for d in ('img_dir', 'ann_dir'):
             os.makedirs(osp.join(args.out_dir, d, split), exist_ok=True)
         for n, (y, x) in enumerate(corners):
             name = f'{split}_{n:03d}.png'
-            cv2.imwrite(osp.join(args.out_dir, 'img_dir', split, name),
-                        np.repeat(img[y:y + TILE, x:x + TILE, None], 3, axis=2))
-            cv2.imwrite(osp.join(args.out_dir, 'ann_dir', split, name), label[y:y + TILE,
-                                                                               x:x + TILE])
+            for d, array in (('img_dir', np.repeat(img[y:y + TILE, x:x + TILE, None], 3, axis=2)),
+                             ('ann_dir', label[y:y + TILE, x:x + TILE])):
+                data = cv2.imencode('.png', array)[1].tobytes()
+                with open(osp.join(args.out_dir, d, split, name), 'wb') as f:
+                    f.write(data)
+                digest.update(f'{d}/{split}/{name}'.encode())
+                digest.update(data)
     counts = {k: len(v) for k, v in tiles().items()}
     print(f'stardist_nuclei: wrote {counts} tiles of {TILE} x {TILE} to {args.out_dir}; '
-          f'nucleus pixels {100 * label.mean():.1f} %')
+          f'nucleus pixels {100 * label.mean():.1f} %; sha256 {digest.hexdigest()}')
 
 
 if __name__ == '__main__':
