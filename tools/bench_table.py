@@ -18,6 +18,8 @@ earlier one) and options ``key=value``:
 * ``style=bench`` (default): bench's own table (``mmsidetune.cost.format_table``).
 * ``style=paper setup=coco-swin-b``: our rows next to the papers' training memory per GPU
   (setups: ``PAPER_MB``); ``columns=short`` keeps the ratios and drops the split.
+* ``style=floor``: memory against the frozen trunk's (``vs frozen``, ``above frozen``), with
+  the split and step time; the JSON must hold a ``frozen`` row (shown or not).
 * ``methods=full,frozen,e3va``: the rows to show, in that order (default: all, run order).
 * ``mark=e3va:"a note"``: a note shown after a method name (repeatable).
 
@@ -97,6 +99,26 @@ def paper_table(setup, rows, marks=None, short=False):
     return lines
 
 
+def floor_table(rows, frozen, marks=None):
+    """Markdown lines: ``rows`` (bench.json rows) with their memory against ``frozen`` (the
+    frozen trunk's row): ratio and MB above it, the split, saved-for-backward bytes, step time
+    and its ratio to full fine-tuning."""
+    marks = marks or {}
+    floor = frozen['memory_mb']
+    lines = ['| method | memory (MB) | vs frozen | above frozen (MB) | ' + ' | '.join(CATEGORIES) +
+             ' | saved for bwd (MB) | step (ms) | time vs full |',
+             '|---|' + '---:|' * (len(CATEGORIES) + 6)]
+    for r in rows:
+        name = r['method'] + (f" ({marks[r['method']]})" if r['method'] in marks else '')
+        split = ' | '.join(f"{r['memory_breakdown_mb'][k]:.1f}" for k in CATEGORIES)
+        time = r.get('time_ratio')
+        lines.append(f"| {name} | {r['memory_mb']:.1f} | {_ratio(r['memory_mb'], floor)} | "
+                     f"{r['memory_mb'] - floor:+.1f} | {split} | "
+                     f"{r['saved_for_backward_mb']:.1f} | {r['step_ms']:.0f} | "
+                     f"{'-' if time is None else f'{time:.2f}x'} |")
+    return lines
+
+
 def _facts(meta, path):
     if not meta:
         raise TableError(f'{path}: no run facts ("meta": date, command, machine); re-run '
@@ -126,8 +148,8 @@ def _options(text, page):
     if not files:
         raise TableError(f'{page}: a bench-table marker names no JSON file: {text!r}')
     style = opts.get('style', 'bench')
-    if style not in ('bench', 'paper'):
-        raise TableError(f'{page}: unknown style {style!r} (bench, paper)')
+    if style not in ('bench', 'paper', 'floor'):
+        raise TableError(f'{page}: unknown style {style!r} (bench, paper, floor)')
     if style == 'paper' and opts.get('setup') not in PAPER_MB:
         raise TableError(f'{page}: style=paper needs setup= one of {sorted(PAPER_MB)}')
     return files, opts, marks
@@ -153,6 +175,10 @@ def render(text, page):
     rows = [by[m] for m in wanted]
     if opts.get('style', 'bench') == 'paper':
         table = paper_table(opts['setup'], rows, marks, short=opts.get('columns') == 'short')
+    elif opts.get('style') == 'floor':
+        if 'frozen' not in by:
+            raise TableError(f'{page}: style=floor needs a frozen row in {files}')
+        table = floor_table(rows, by['frozen'], marks)
     else:
         table = format_table(rows).splitlines()
     return '\n'.join(facts + [''] + table) + '\n'

@@ -90,6 +90,28 @@ def test_paper_style_ratios_from_the_rows_shown(repo_root, tmp_path):
     assert '| lora' not in lines  # not measured: no row, no invented number
 
 
+def test_floor_style_against_the_frozen_row(repo_root, tmp_path):
+    tool = _tool(repo_root)
+    page = _site(tmp_path, ROWS, page='<!-- bench-table results/run/bench.json style=floor '
+                 'methods=e3va,full mark=e3va:"defaults" -->\n<!-- /bench-table -->\n')
+    tool.main([str(page)])
+    lines = {line.split(' | ')[0]: line for line in page.read_text().splitlines()}
+    assert '| frozen' not in lines  # the floor need not be shown
+    # e3va: 400 MB, 1.60x frozen's 250, 150 MB above it; split 200 + 0 + 0 + 200 + 0; 100 saved;
+    # 70 ms, 0.70x full's
+    assert lines['| e3va (defaults)'].split(' | ')[1:] == [
+        '400.0', '1.60x', '+150.0', '200.0', '0.0', '0.0', '200.0', '0.0', '100.0', '70',
+        '0.70x |']
+    assert lines['| full'].split(' | ')[1:4] == ['1000.0', '4.00x', '+750.0']
+    # a JSON without the floor: one error naming the page, the page unchanged
+    text = page.read_text()
+    (tmp_path / 'results' / 'run' / 'bench.json').write_text(
+        json.dumps(dict(meta=META, rows=[ROWS[0], ROWS[2]])))
+    with pytest.raises(SystemExit, match='page.md: style=floor needs a frozen row'):
+        tool.main([str(page)])
+    assert page.read_text() == text
+
+
 def test_a_rerun_replaces_table_and_facts(repo_root, tmp_path):
     tool = _tool(repo_root)
     page = _site(tmp_path, ROWS)
